@@ -265,17 +265,19 @@ export class CodecBodies {
         !prefix && m.name === rec.members[0]?.name && (m.name === 'argsz' || m.name === 'size') && owner === rec.name;
       switch (t.kind) {
         case 'scalar': {
-          const value = sizeDefault && !union ? `${access} ?? ${len}` : access;
+          const flex = rec.members[rec.members.length - 1];
+          const counts = !prefix && owner === rec.name && flex && isFlex(flex) && flex.countedBy === m.name;
+          const value =
+            sizeDefault && !union ? `${access} ?? ${len}` : counts ? `${access} ?? ${v}.${flex.name}?.length` : access;
           w.line(`${guard}${this.scalarWrite(t, at, value, struct, field)};`);
           break;
         }
         case 'array': {
-          if (t.length === null) {
-            this.encodeFlex(w, t, at, access, struct, field);
-            break;
-          }
-          const stmt = this.arrayWrite(t, at, access, struct, field);
-          w.line(union ? `if (${access} !== undefined) { ${stmt} }` : stmt);
+          if (union && t.length !== null) {
+            w.line(`if (${access} !== undefined) {`);
+            this.arrayWrite(w, t, at, access, struct, field);
+            w.line('}');
+          } else this.arrayWrite(w, t, at, access, struct, field);
           break;
         }
         case 'record': {
@@ -324,10 +326,8 @@ export class CodecBodies {
         conv = `${value} ? 1 : 0`;
         break;
       case 'uint':
-        conv = `uint(${value}, ${s.bits}, ${struct}, ${field})`;
-        break;
       case 'sint':
-        conv = `sint(${value}, ${s.bits}, ${struct}, ${field})`;
+        conv = `${s.kind === 'uint' ? 'u' : 's'}${s.bits}(${value}, ${struct}, ${field})`;
         break;
       case 'u64':
         conv = `u64(${value}, ${struct}, ${field})`;
@@ -345,42 +345,8 @@ export class CodecBodies {
     return `dv.set${s.set}(${at}, ${conv}${le})`;
   }
 
-  /** A statement writing a fixed array member. */
-  private arrayWrite(t: TypeRef & { kind: 'array' }, at: string, value: string, struct: string, field: string): string {
-    if (isByte(t.of)) return `putBytes(dv, ${at}, ${t.length}, ${value}, ${struct}, ${field});`;
-    const esz = this.elementSize(t.of);
-    return `writeArray(dv, ${at}, ${t.length}, ${esz}, ${value}, ${this.elementWriter(t.of, struct, field)}, ${struct}, ${field});`;
-  }
-
-  /** `(dv, p, x) => ...` writing one element of type `t` at `p`. */
-  private elementWriter(t: TypeRef, struct: string, field: string): string {
-    switch (t.kind) {
-      case 'scalar':
-        return `(dv: DataView, p: number, x: ${this.inputType(t)} | undefined) => ${this.scalarWrite(t, 'p', 'x', struct, field)}`;
-      case 'record':
-        return `(dv: DataView, p: number, x: Input<${this.env.codecName(t.name)}> | undefined) => ${this.env.codecName(t.name)}.encodeInto(dv, p, x ?? EMPTY)`;
-      case 'array':
-        return `(dv: DataView, p: number, x: ${this.inputType(t)} | undefined) => ${this.arrayWrite(t, 'p', 'x', struct, field).replace(/;$/, '')}`;
-      case 'inline':
-        throw new CodegenError(undefined, `${struct}: arrays of anonymous structs are not supported`);
-    }
-  }
-
-  private inputType(t: TypeRef): string {
-    switch (t.kind) {
-      case 'scalar':
-        if (t.prim === 'bool') return 'boolean';
-        return ['u64', 's64', 'long', 'ulong', 'pointer'].includes(t.prim) ? 'bigint | number' : 'number';
-      case 'array':
-        return isByte(t.of) ? 'ArrayLike<number>' : `readonly (${this.inputType(t.of)} | undefined)[]`;
-      case 'record':
-        return `Input<${this.env.codecName(t.name)}>`;
-      case 'inline':
-        throw new CodegenError(undefined, 'arrays of anonymous structs are not supported');
-    }
-  }
-
-  private encodeFlex(
+  /** Statements writing array member `value` (fixed `length`, or its own length when flexible). */
+  private arrayWrite(
     w: Writer,
     t: TypeRef & { kind: 'array' },
     at: string,
@@ -389,38 +355,65 @@ export class CodecBodies {
     field: string,
   ): void {
     if (isByte(t.of)) {
-      w.line(
-        `if (${value} !== undefined) new Uint8Array(dv.buffer, dv.byteOffset + ${at}, ${value}.length).set(${value});`,
-      );
+      if (t.length === null)
+        w.line(`if (${value} !== undefined) putBytes(dv, ${at}, ${value}.length, ${value}, ${struct}, ${field});`);
+      else w.line(`putBytes(dv, ${at}, ${t.length}, ${value}, ${struct}, ${field});`);
       return;
     }
+    const a = w.tmp('a');
+    const i = w.tmp('i');
     const esz = this.elementSize(t.of);
-    w.line(
-      `if (${value} !== undefined) writeArray(dv, ${at}, ${value}.length, ${esz}, ${value}, ${this.elementWriter(t.of, struct, field)}, ${struct}, ${field});`,
-    );
+    w.line(`const ${a} = ${value};`);
+    if (t.length === null) w.line(`if (${a} !== undefined) for (let ${i} = 0; ${i} < ${a}.length; ${i}++) {`);
+    else {
+      w.line(
+        `if (${a} !== undefined && ${a}.length > ${t.length}) tooMany(${struct}, ${field}, ${a}.length, ${t.length});`,
+      );
+      w.line(`for (let ${i} = 0; ${i} < ${t.length}; ${i}++) {`);
+    }
+    const el = `${a}${t.length === null ? '' : '?.'}[${i}]`;
+    const p = `${at} + ${i} * ${esz}`;
+    this.elementWrite(w, t.of, p, el, struct, field);
+    w.line('}');
+  }
+
+  private elementWrite(w: Writer, t: TypeRef, at: string, value: string, struct: string, field: string): void {
+    switch (t.kind) {
+      case 'scalar':
+        w.line(`${this.scalarWrite(t, at, value, struct, field)};`);
+        return;
+      case 'record':
+        w.line(`${this.env.codecName(t.name)}.encodeInto(dv, ${at}, ${value} ?? EMPTY);`);
+        return;
+      case 'array':
+        this.arrayWrite(w, t, at, value, struct, field);
+        return;
+      case 'inline':
+        throw new CodegenError(undefined, `${struct}: arrays of anonymous structs are not supported`);
+    }
   }
 
   /** `decodeFrom` body for a named record. */
   decodeBody(r: IrRecord): string {
     const w = new Writer();
     const flex = r.members[r.members.length - 1];
-    const pre: string[] = [];
-    if (flex && isFlex(flex)) this.flexPrelude(r, flex, pre);
-    w.lines.push(...pre);
-    w.line(`return ${this.decodeObject(r, r.name, '', 'o', flex && isFlex(flex) ? flex : undefined)};`);
+    const hasFlex = flex && isFlex(flex);
+    if (hasFlex) this.flexPrelude(w, r, flex);
+    const fields = this.decodeFields(w, r, r.name, '', 'o', hasFlex ? flex : undefined);
+    w.line(`return { ${fields.join(', ')} };`);
     return w.lines.join('\n');
   }
 
-  private flexPrelude(r: IrRecord, flex: IrMember, out: string[]): void {
+  private flexPrelude(w: Writer, r: IrRecord, flex: IrMember): void {
     const l = this.layoutOf(r.name);
     const t = flex.type as TypeRef & { kind: 'array' };
     const at = plus('o', l.get(flex.name!)!.offset);
     if (isByte(t.of)) {
       if (r.sizePrefix) {
         const p = l.get(r.sizePrefix)!;
-        out.push(`const fe = Math.min(end, o + dv.getUint32(${plus('o', p.offset)}, ${this.env.littleEndian}));`);
-      } else out.push('const fe = end;');
-      out.push(`const flex = getBytes(dv, ${at}, Math.max(0, fe - (${at})));`);
+        w.line(`const fe = Math.min(end, o + dv.getUint32(${plus('o', p.offset)}, ${this.env.littleEndian}));`);
+      } else w.line('const fe = end;');
+      w.line(`const flex = getBytes(dv, ${at}, Math.max(0, fe - (${at})));`);
       return;
     }
     if (!flex.countedBy) return;
@@ -428,21 +421,16 @@ export class CodecBodies {
     const cm = r.members.find((m) => m.name === flex.countedBy);
     if (!c || !cm || cm.type.kind !== 'scalar') return;
     const esz = this.elementSize(t.of);
-    out.push(`const count = ${this.scalarRead(cm.type, plus('o', c.offset))};`);
-    out.push(
-      `const flex = readArray(dv, ${at}, fitting(Number(count), ${at}, end, ${esz}), ${esz}, ${this.elementReader(t.of)});`,
-    );
+    w.line(`const count = fitting(Number(${this.scalarRead(cm.type, plus('o', c.offset))}), ${at}, end, ${esz});`);
+    w.line('const flex = new Array(count);');
+    w.line(`for (let i = 0; i < count; i++) flex[i] = ${this.elementRead(w, t.of, `${at} + i * ${esz}`)};`);
   }
 
-  private decodeObject(rec: IrRecord, owner: string, prefix: string, o: string, flex?: IrMember): string {
-    return `{ ${this.decodeFields(rec, owner, prefix, o, flex).join(', ')} }`;
-  }
-
-  private decodeFields(rec: IrRecord, owner: string, prefix: string, o: string, flex?: IrMember): string[] {
+  private decodeFields(w: Writer, rec: IrRecord, owner: string, prefix: string, o: string, flex?: IrMember): string[] {
     const out: string[] = [];
     for (const m of rec.members) {
       if (m.name === null) {
-        if (m.type.kind === 'inline') out.push(...this.decodeFields(m.type.record, owner, prefix, o));
+        if (m.type.kind === 'inline') out.push(...this.decodeFields(w, m.type.record, owner, prefix, o));
         continue;
       }
       const path = prefix + m.name;
@@ -450,8 +438,8 @@ export class CodecBodies {
       const at = plus(o, l.offset);
       const t = m.type;
       if (m === flex) {
-        const hasFlex = isByte((t as TypeRef & { kind: 'array' }).of) || m.countedBy;
-        if (hasFlex) out.push(`${m.name}: flex`);
+        const decoded = isByte((t as TypeRef & { kind: 'array' }).of) || m.countedBy;
+        if (decoded) out.push(`${m.name}: flex`);
         continue;
       }
       if (l.bitWidth !== undefined) {
@@ -467,17 +455,46 @@ export class CodecBodies {
           out.push(`${m.name}: ${this.scalarRead(t, at)}`);
           break;
         case 'array':
-          out.push(`${m.name}: ${t.length === null ? '[]' : this.arrayRead(t, at)}`);
+          out.push(`${m.name}: ${t.length === null ? '[]' : this.arrayRead(w, t, at)}`);
           break;
         case 'record':
-          out.push(`${m.name}: ${this.decodeObject(this.env.records.get(t.name)!, owner, path + '.', o)}`);
+          out.push(
+            `${m.name}: { ${this.decodeFields(w, this.env.records.get(t.name)!, owner, path + '.', o).join(', ')} }`,
+          );
           break;
         case 'inline':
-          out.push(`${m.name}: ${this.decodeObject(t.record, owner, path + '.', o)}`);
+          out.push(`${m.name}: { ${this.decodeFields(w, t.record, owner, path + '.', o).join(', ')} }`);
           break;
       }
     }
     return out;
+  }
+
+  /** An expression reading a fixed array; element loops go into `w` before the return. */
+  private arrayRead(w: Writer, t: TypeRef & { kind: 'array' }, at: string): string {
+    if (isByte(t.of)) return `getBytes(dv, ${at}, ${t.length})`;
+    const a = w.tmp('a');
+    const i = w.tmp('i');
+    const esz = this.elementSize(t.of);
+    w.line(`const ${a} = new Array(${t.length});`);
+    w.line(
+      `for (let ${i} = 0; ${i} < ${t.length}; ${i}++) ${a}[${i}] = ${this.elementRead(w, t.of, `${at} + ${i} * ${esz}`)};`,
+    );
+    return a;
+  }
+
+  private elementRead(w: Writer, t: TypeRef, at: string): string {
+    switch (t.kind) {
+      case 'scalar':
+        return this.scalarRead(t, at);
+      case 'record':
+        return `${this.env.codecName(t.name)}.decodeFrom(dv, ${at})`;
+      case 'array':
+        if (isByte(t.of)) return `getBytes(dv, ${at}, ${t.length})`;
+        throw new CodegenError(undefined, 'arrays of arrays of non-byte elements are not supported');
+      case 'inline':
+        throw new CodegenError(undefined, 'arrays of anonymous structs are not supported');
+    }
   }
 
   private scalarRead(t: TypeRef & { kind: 'scalar' }, at: string): string {
@@ -487,24 +504,5 @@ export class CodecBodies {
     if (s.kind === 'bool') return `${get} !== 0`;
     if (s.kind === 'word') return `BigInt(${get})`;
     return get;
-  }
-
-  private arrayRead(t: TypeRef & { kind: 'array' }, at: string): string {
-    if (isByte(t.of)) return `getBytes(dv, ${at}, ${t.length})`;
-    const esz = this.elementSize(t.of);
-    return `readArray(dv, ${at}, ${t.length}, ${esz}, ${this.elementReader(t.of)})`;
-  }
-
-  private elementReader(t: TypeRef): string {
-    switch (t.kind) {
-      case 'scalar':
-        return `(dv, p) => ${this.scalarRead(t, 'p')}`;
-      case 'record':
-        return `(dv, p) => ${this.env.codecName(t.name)}.decodeFrom(dv, p)`;
-      case 'array':
-        return `(dv, p) => ${this.arrayRead(t, 'p')}`;
-      case 'inline':
-        throw new CodegenError(undefined, 'arrays of anonymous structs are not supported');
-    }
   }
 }

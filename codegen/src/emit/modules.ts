@@ -22,18 +22,21 @@ export interface Module {
 const RUNTIME_HELPERS = [
   'StructCodec',
   'EMPTY',
-  'uint',
-  'sint',
+  'u8',
+  'u16',
+  'u32',
+  's8',
+  's16',
+  's32',
   'u64',
   's64',
   'word32',
+  'tooMany',
   'putBytes',
   'getBytes',
   'zero',
   'getBits',
   'setBits',
-  'readArray',
-  'writeArray',
   'fitting',
 ];
 
@@ -73,13 +76,28 @@ function literal(value: string): string {
   return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? String(n) : `${n}n`;
 }
 
-/** Which codec module an ABI uses: the first ABI with the same layout and endianness. */
+/** Whether any member is a plain `char` scalar, whose decoding depends on char signedness. */
+function hasCharScalar(ir: IrSnapshot): boolean {
+  const walk = (r: IrRecord): boolean =>
+    r.members.some(
+      (m) => (m.type.kind === 'scalar' && m.type.prim === 'char') || (m.type.kind === 'inline' && walk(m.type.record)),
+    );
+  return ir.records.some(walk);
+}
+
+/**
+ * Which codec module an ABI uses: the first ABI with the same layout and byte order (and
+ * char signedness, when a plain `char` member makes it matter).
+ */
 export function codecFamilies(ir: IrSnapshot): Map<AbiName, { family: AbiName; group: IrLayoutGroup; abi: Abi }> {
   const out = new Map<AbiName, { family: AbiName; group: IrLayoutGroup; abi: Abi }>();
+  const chars = hasCharScalar(ir);
   for (const abi of ABIS) {
     const group = ir.layouts.find((g) => g.abis.includes(abi.name));
     if (!group) throw new CodegenError(undefined, `${ir.snapshot}: no layout for ${abi.name}`);
-    const family = ABIS.find((a) => group.abis.includes(a.name) && a.endian === abi.endian)!;
+    const family = ABIS.find(
+      (a) => group.abis.includes(a.name) && a.endian === abi.endian && (!chars || a.charSigned === abi.charSigned),
+    )!;
     out.set(abi.name, { family: family.name, group, abi: family });
   }
   return out;
@@ -192,10 +210,10 @@ export function codecsModule(ir: IrSnapshot, family: AbiName, group: IrLayoutGro
   let bodyText = '';
   for (const r of ir.records) {
     const l = group.records[r.name];
-    const offsets = l.members
-      .filter((m) => m.bitWidth === undefined)
-      .map((m) => `${/^[A-Za-z_$][\w$]*$/.test(m.path) ? m.path : JSON.stringify(m.path)}: ${m.offset}`)
-      .join(', ');
+    const key = (path: string): string => (/^[A-Za-z_$][\w$]*$/.test(path) ? path : JSON.stringify(path));
+    const plain = l.members.filter((m) => m.bitWidth === undefined);
+    const offsets = plain.map((m) => `${key(m.path)}: ${m.offset}`).join(', ');
+    const sizes = plain.map((m) => `${key(m.path)}: ${m.size}`).join(', ');
     const flexMember = r.members[r.members.length - 1];
     let flex = '';
     if (flexMember && flexMember.name && isFlex(flexMember)) {
@@ -212,6 +230,7 @@ size: ${l.size},
 align: ${l.align},
 littleEndian: ${abi.endian === 'little'},
 offsets: { ${offsets} },
+sizes: { ${sizes} },
 ${r.sizePrefix ? `sizePrefix: '${r.sizePrefix}',\n` : ''}${flex}encodeInto(dv, o, v) {
 ${bodies.encodeBody(r)}
 },

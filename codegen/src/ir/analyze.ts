@@ -63,8 +63,10 @@ export function analyze(abi: Abi, files: string[], roots: string[]): Analysis {
       if (e.node.k !== 'ioc') ioc = undefined;
     } catch (err) {
       // A macro whose body is not an integer expression (a type, an attribute...) is no
-      // constant. Real errors in a constant (division by zero, overflowing shifts) are.
-      if (err instanceof CodegenError && /division by zero|out of range|does not fit/.test(err.message)) throw err;
+      // constant. Real errors in a constant (division by zero, overflowing shifts, literals
+      // too large for any type) are.
+      if (err instanceof CodegenError && /division by zero|out of range|does not fit|too large/.test(err.message))
+        throw err;
       continue;
     }
     macros.push(ioc ? { kind: 'ioctl', macro: m, value, ioc } : { kind: 'number', macro: m, value });

@@ -194,9 +194,9 @@ const MACRO_DIRECTION: Record<string, IoctlDirection> = {
   _IOWR: 'readwrite',
 };
 
-function hasOutputs(ctx: IrContext, r: RecordDecl): boolean {
+function hasOutputs(ctx: IrContext, r: RecordDecl, extraDoc = ''): boolean {
   const kd = ctx.docs.declarationDoc(r.kind, r.tag, r.loc);
-  const docs = kd ? [...kd.params.values()] : [];
+  const docs = kd ? [...kd.params.values(), extraDoc] : [extraDoc];
   const names: string[] = [];
   const walk = (rec: RecordDecl): void => {
     for (const m of rec.members ?? []) {
@@ -245,7 +245,24 @@ export function mapIoctl(ctx: IrContext, m: MacroValue & { kind: 'ioctl' }): Ioc
     const direction = MACRO_DIRECTION[vfio.doc.ioctl!.macro] ?? 'none';
     const doc = toIrDoc(vfio.doc);
     const argText = vfio.doc.ioctl!.args[2]?.replace(/\s+/g, ' ').trim();
-    if (!argText) return { arg: null, direction: 'none', passing: 'none', argSource: 'kernel-doc', doc };
+    if (!argText) {
+      // `_IO(...)` in the title, yet a struct with `argsz` defined between the comment and
+      // the #define is the argument (VFIO_MIG_GET_PRECOPY_INFO and struct vfio_precopy_info).
+      const between =
+        vfio.file === macro.loc.file
+          ? recordsInFile.filter((r) => r.loc.line > vfio.comment.loc.line && r.loc.line < macro.loc.line)
+          : [];
+      const sized = between.find((r) => ['argsz', 'size'].includes(firstMember(r)?.name ?? ''));
+      if (sized)
+        return {
+          arg: recordName(sized),
+          direction: hasOutputs(ctx, sized, vfio.doc.body) ? 'readwrite' : 'write',
+          passing: 'pointer',
+          argSource: 'kernel-doc',
+          doc,
+        };
+      return { arg: null, direction: 'none', passing: 'none', argSource: 'kernel-doc', doc };
+    }
     const rec = /^(struct|union)\s+(\w+)$/.exec(argText);
     if (rec) {
       let arg: string | undefined = ctx.recordsByName.has(argText) ? argText : undefined;

@@ -115,7 +115,7 @@ export class Layouter {
     const cached = this.records.get(r);
     if (cached) return cached;
     if (!r.members) throw new CodegenError(loc, `incomplete type ${recordName(r)}: it is declared but never defined`);
-    if (this.inProgress.has(r)) throw new CodegenError(r.loc, `${recordName(r)} contains itself`);
+    if (this.inProgress.has(r)) throw new CodegenError(loc, `${recordName(r)} contains itself`);
     this.inProgress.add(r);
     const packed = !!r.attrs.packed;
     let bitPos = 0;

@@ -96,8 +96,13 @@ export function typeName(t: CType): string {
       return t.name;
     case 'pointer':
       return typeName(t.to) + ' *';
-    case 'array':
-      return `${typeName(t.of)}[${t.length ?? ''}]`;
+    case 'array': {
+      // The outermost dimension comes first: `__s16[2][3]` is 2 arrays of 3.
+      let dims = '';
+      let e: CType = t;
+      for (; e.k === 'array'; e = e.of) dims += `[${e.length ?? ''}]`;
+      return typeName(e) + dims;
+    }
     case 'record':
       return recordName(t.decl);
     case 'enum':

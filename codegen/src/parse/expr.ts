@@ -37,6 +37,7 @@ export type Expr =
   | { k: 'binary'; op: string; left: Expr; right: Expr; loc: SourceLoc }
   | { k: 'cond'; test: Expr; then: Expr; else: Expr; loc: SourceLoc }
   | { k: 'cast'; type: CType; arg: Expr; loc: SourceLoc }
+  | { k: 'typeofCast'; of: Expr; arg: Expr; loc: SourceLoc }
   | { k: 'sizeof'; type: CType; align: boolean; loc: SourceLoc }
   | { k: 'ioc'; args: Expr[]; loc: SourceLoc }
   | { k: 'string'; value: string; loc: SourceLoc };
@@ -273,6 +274,18 @@ export function parseExpression(
       }
       throw new CodegenError(t.loc, `${t.text} of an expression is not supported: expected ${t.text}(type-name)`);
     }
+    if (
+      t.text === '(' &&
+      /^(__typeof__|__typeof|typeof)$/.test(tokens[i + 1]?.text ?? '') &&
+      tokens[i + 2]?.text === '('
+    ) {
+      // GNU `(__typeof__(expr))x`, as <linux/const.h>'s __ALIGN_KERNEL writes it.
+      i += 3;
+      const of = conditional();
+      expect(')');
+      expect(')');
+      return { k: 'typeofCast', of, arg: unary(), loc: t.loc };
+    }
     if (t.text === '(') {
       const save = i;
       i++;
@@ -396,9 +409,17 @@ export function evaluate(e: Expr, hooks: ExprHooks): CValue {
         if (t.name === '_Bool') return { v: a.v !== 0n ? 1n : 0n, t };
         return mk(a.v, t);
       }
+      case 'typeofCast': {
+        const a = ev(x.arg);
+        return mk(a.v, ev(x.of).t);
+      }
       case 'sizeof': {
         const { size, align } = hooks.sizeAlign!(x.type, x.loc);
-        return { v: BigInt(x.align ? align : size), t: T!['unsigned long'] };
+        // size_t: unsigned int on the ILP32 ABIs (i386, arm), unsigned long on LP64.
+        return {
+          v: BigInt(x.align ? align : size),
+          t: T![hooks.abi.bitsPerLong === 32 ? 'unsigned int' : 'unsigned long'],
+        };
       }
       case 'ioc': {
         const [dir, type, nr, size] = x.args.map(ev);

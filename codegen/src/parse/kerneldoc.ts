@@ -23,7 +23,8 @@ export interface KernelDoc {
 export function commentLines(text: string): string[] {
   let s = text;
   if (s.startsWith('//')) return [s.slice(2).trim()];
-  s = s.replace(/^\/\*\*?/, '').replace(/\*\/$/, '');
+  // Text on the opening line (`/* text */`) loses the space after the marker like other lines.
+  s = s.replace(/^\/\*\*? ?/, '').replace(/\*\/$/, '');
   const lines = s.split('\n').map((l) => l.replace(/^\s*\*( ?)/, '').replace(/\s+$/, ''));
   while (lines.length && lines[0].trim() === '') lines.shift();
   while (lines.length && lines[lines.length - 1].trim() === '') lines.pop();

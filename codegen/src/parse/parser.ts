@@ -12,7 +12,7 @@ import {
   type RecordDecl,
   type TypedefDecl,
 } from './ctypes.js';
-import { evaluate, intTypes, parseExpression, type CValue, type ExprHooks, type IntType } from './expr.js';
+import { evaluate, intTypes, parseExpression, wrap, type CValue, type ExprHooks, type IntType } from './expr.js';
 
 /** An enum constant with the C type it evaluates to. */
 export interface EnumConstant {
@@ -552,6 +552,7 @@ export class Parser {
     this.expect('{');
     const enumerators: EnumDecl['enumerators'] & object = [];
     let next: CValue = { v: 0n, t: this.ints.int };
+    const wide: CValue[] = [];
     while (!this.at('}')) {
       const name = this.peek();
       if (!name || name.kind !== 'ident') this.fail('an enumerator name');
@@ -563,10 +564,12 @@ export class Parser {
         const { node, end } = parseExpression(this.tokens, this.pos, this.exprHooks(), name.loc);
         this.pos = end;
         value = evaluate(node, this.exprHooks());
-      }
+      } else if (wrap(next.v, next.t) !== next.v)
+        throw new CodegenError(name.loc, `overflow in enumeration values: ${name.text} does not fit ${next.t.name}`);
       // An enumerator is an int when its value fits (C11 6.7.2.2); gcc keeps wider values.
       const asInt = BigInt.asIntN(32, value.v) === value.v;
       const typed: CValue = { v: value.v, t: asInt ? this.ints.int : value.t };
+      if (!asInt) wide.push(typed);
       if (this.unit.enumConstants.has(name.text))
         throw new CodegenError(name.loc, `redeclaration of enumerator ${name.text}`);
       this.unit.enumConstants.set(name.text, { value: typed, decl, loc: name.loc });
@@ -574,6 +577,16 @@ export class Parser {
       next = { v: value.v + 1n, t: typed.t };
       if (this.at(',')) this.pos++;
       else if (!this.at('}')) this.fail('"," or "}" in an enum');
+    }
+    if (wide.length) {
+      // gcc gives enumerators outside int the enum's own type once it is complete: unsigned
+      // when no value is negative, 32 bits when they fit, else 64 bits (long before long long).
+      const values = enumerators.map((x) => x.value);
+      const unsigned = values.every((v) => v >= 0n);
+      const t32 = unsigned ? this.ints['unsigned int'] : this.ints.int;
+      const t64 = this.ints[(unsigned ? 'unsigned ' : '') + (this.abi.bitsPerLong === 64 ? 'long' : 'long long')];
+      const t = values.every((v) => wrap(v, t32) === v) ? t32 : t64;
+      for (const c of wide) c.t = t;
     }
     decl.endLoc = this.tokens[this.pos].loc;
     this.pos++;

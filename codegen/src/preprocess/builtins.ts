@@ -31,6 +31,19 @@ __extension__ typedef __signed__ long long __s64;
 __extension__ typedef unsigned long long __u64;
 #endif
 `;
+  const intL64 = `#ifndef _ASM_GENERIC_INT_L64_H
+#define _ASM_GENERIC_INT_L64_H
+#include <asm/bitsperlong.h>
+typedef __signed__ char __s8;
+typedef unsigned char __u8;
+typedef __signed__ short __s16;
+typedef unsigned short __u16;
+typedef __signed__ int __s32;
+typedef unsigned int __u32;
+typedef __signed__ long __s64;
+typedef unsigned long __u64;
+#endif
+`;
   const posixTypes = `#ifndef _LINUX_POSIX_TYPES_H
 #define _LINUX_POSIX_TYPES_H
 #include <linux/stddef.h>
@@ -200,7 +213,14 @@ typedef unsigned __bitwise __poll_t;
     'asm/bitsperlong.h': bitsPerLong,
     'asm-generic/bitsperlong.h': bitsPerLong,
     'asm-generic/int-ll64.h': intLl64,
-    'asm/types.h': '#include <asm-generic/int-ll64.h>\n',
+    'asm-generic/int-l64.h': intL64,
+    // arch/powerpc/include/uapi/asm/types.h: 64-bit powerpc makes __u64 an unsigned long.
+    'asm/types.h': `#if !defined(__SANE_USERSPACE_TYPES__) && defined(__powerpc64__)
+# include <asm-generic/int-l64.h>
+#else
+# include <asm-generic/int-ll64.h>
+#endif
+`,
     'asm/posix_types.h': '#include <linux/posix_types.h>\n',
     'asm-generic/posix_types.h': '#include <linux/posix_types.h>\n',
     'linux/posix_types.h': posixTypes,

@@ -99,10 +99,17 @@ export class Preprocessor {
     for (const [name, value] of Object.entries(abi.predefined)) this.defineText(name, value);
   }
 
-  /** Preprocesses the given files (after the built-in `<linux/types.h>`), in order. */
+  /**
+   * Preprocesses the given files (after the built-in `<linux/types.h>` and `<linux/ioctl.h>`,
+   * which headers such as vduse.h use without including, as their users include them), in order.
+   */
   run(entryFiles: string[]): PreprocessResult {
     const out: Token[] = [];
-    const inputs = [BUILTIN_PREFIX + 'linux/types.h', ...entryFiles.map((f) => resolve(f))];
+    const inputs = [
+      BUILTIN_PREFIX + 'linux/types.h',
+      BUILTIN_PREFIX + 'linux/ioctl.h',
+      ...entryFiles.map((f) => resolve(f)),
+    ];
     for (const file of inputs) {
       this.enterFile(file, undefined);
       const expander = this.mainExpander();
@@ -316,7 +323,7 @@ export class Preprocessor {
             .join('');
           angled = true;
         } else throw new CodegenError(line[0].loc, '#include expects <file> or "file"');
-        this.enterFile(this.resolveInclude(spec, angled, hash.loc), hash.loc);
+        this.enterFile(this.resolveInclude(spec, angled, toks[0].loc), toks[0].loc);
         return;
       }
       case 'pragma':
@@ -338,7 +345,11 @@ export class Preprocessor {
 
   private define(rest: Token[], loc: SourceLoc, builtin: boolean): void {
     const nameTok = rest[0];
-    if (!nameTok || nameTok.kind !== 'ident') throw new CodegenError(loc, '#define expects a macro name');
+    if (!nameTok || nameTok.kind !== 'ident')
+      throw new CodegenError(
+        nameTok?.loc ?? loc,
+        `#define expects a macro name${nameTok ? `, found "${nameTok.text}"` : ''}`,
+      );
     let params: string[] | null = null;
     let variadic = false;
     let i = 1;
@@ -460,14 +471,18 @@ export class Preprocessor {
           if (paren) unread(paren);
           return t;
         }
-        const { args, close } = this.readArguments(m, t, next);
-        const out = this.substitute(m, args, unionHide(intersectHide(t.hide, close.hide), m.name), t);
+        const { args, close, vaOmitted } = this.readArguments(m, t, next);
+        const out = this.substitute(m, args, unionHide(intersectHide(t.hide, close.hide), m.name), t, vaOmitted);
         for (let i = out.length - 1; i >= 0; i--) unread(out[i]);
       }
     };
   }
 
-  private readArguments(m: MacroDef, at: Token, next: () => Token | undefined): { args: Token[][]; close: Token } {
+  private readArguments(
+    m: MacroDef,
+    at: Token,
+    next: () => Token | undefined,
+  ): { args: Token[][]; close: Token; vaOmitted: boolean } {
     const args: Token[][] = [[]];
     let depth = 0;
     const params = m.params!;
@@ -478,14 +493,15 @@ export class Preprocessor {
       else if (t.text === ')') {
         if (depth === 0) {
           const n = params.length;
-          if (n === 0 && args.length === 1 && args[0].length === 0) return { args: [], close: t };
-          if (args.length === n - 1 && m.variadic) args.push([]);
+          if (n === 0 && args.length === 1 && args[0].length === 0) return { args: [], close: t, vaOmitted: false };
+          const vaOmitted = args.length === n - 1 && m.variadic;
+          if (vaOmitted) args.push([]);
           if (args.length !== n)
             throw new CodegenError(
               at.loc,
               `macro ${m.name} expects ${n} argument${n === 1 ? '' : 's'}, got ${args.length}`,
             );
-          return { args, close: t };
+          return { args, close: t, vaOmitted };
         }
         depth--;
       } else if (t.text === ',' && depth === 0 && !(m.variadic && args.length === params.length)) {
@@ -496,7 +512,7 @@ export class Preprocessor {
     }
   }
 
-  private substitute(m: MacroDef, args: Token[][], hide: Set<string>, at: Token): Token[] {
+  private substitute(m: MacroDef, args: Token[][], hide: Set<string>, at: Token, vaOmitted = false): Token[] {
     const params = m.params ?? [];
     const paramIndex = (t: Token | undefined): number => (t && t.kind === 'ident' ? params.indexOf(t.text) : -1);
     const expandedArgs = new Map<number, Token[]>();
@@ -524,9 +540,11 @@ export class Preprocessor {
         const rhsTok = body[++i];
         const p = paramIndex(rhsTok);
         let rhs = p >= 0 ? args[p] : [rhsTok];
-        // GNU: `, ## __VA_ARGS__` drops the comma when the variable arguments are empty.
-        if (p >= 0 && m.variadic && p === params.length - 1 && rhs.length === 0 && out[out.length - 1]?.text === ',') {
-          out.pop();
+        // GNU: `, ## __VA_ARGS__` drops the comma when the variable arguments are left out;
+        // otherwise the comma stays and the arguments follow, macro-expanded, unpasted.
+        if (p >= 0 && m.variadic && p === params.length - 1 && out[out.length - 1]?.text === ',') {
+          if (vaOmitted) out.pop();
+          else out.push(...expandedArg(p));
           continue;
         }
         if (rhs.length === 0) rhs = [placemarker(rhsTok)];
@@ -565,7 +583,8 @@ function stringize(tokens: Token[]): string {
     if (i > 0 && t.space) s += ' ';
     s += t.kind === 'string' || t.kind === 'char' ? t.text.replace(/[\\"]/g, (c) => '\\' + c) : t.text;
   });
-  return JSON.stringify(s).replace(/\\\\/g, '\\');
+  // Only literals can hold `"` or `\` (C11 6.10.3.2p2), and they are escaped above.
+  return `"${s}"`;
 }
 
 function paste(lhs: Token, rhs: Token, m: MacroDef): Token {

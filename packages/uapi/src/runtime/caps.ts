@@ -23,49 +23,48 @@ export interface Capability {
   /** The `next` member: offset of the following capability, 0 at the end. */
   next: number;
   /** The constant naming the id, when the chain knows it. */
-  name?: string;
+  name: string | undefined;
   /** The capability decoded with its struct, when the chain knows one. */
-  value?: unknown;
+  value: unknown;
 }
 
 const HEADER_SIZE = 8;
 
 /**
  * Walks a `vfio_info_cap_header` chain (`id` u16, `version` u16, `next` u32) that starts at
- * `first` (the info struct's `cap_offset`) in `bytes`. Stops at `next == 0`; refuses offsets
+ * `first` (the info struct's `cap_offset`) in `bytes` (a buffer, or a DataView over it). Stops at `next == 0`; refuses offsets
  * that point outside the buffer, backwards, or into the chain again.
  */
 export function walkCapabilities(
-  bytes: Uint8Array,
+  bytes: Uint8Array | DataView,
   first: number,
   littleEndian = true,
   chain?: CapChain<any>,
 ): Capability[] {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const view = bytes instanceof DataView ? bytes : new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: Capability[] = [];
-  const seen = new Set<number>();
-  for (let at = first; at !== 0;) {
-    if (at < 0 || at + HEADER_SIZE > bytes.byteLength)
-      throw new RangeError(`capability at offset ${at} lies outside the ${bytes.byteLength}-byte buffer`);
-    if (seen.has(at)) throw new RangeError(`capability chain loops at offset ${at}`);
-    seen.add(at);
+  for (let at = first, prev = -1; at !== 0;) {
+    if (at < 0 || at + HEADER_SIZE > view.byteLength)
+      throw new RangeError(`capability at offset ${at} lies outside the ${view.byteLength}-byte buffer`);
+    if (at <= prev) throw new RangeError(`capability chain goes back (or loops) from offset ${prev} to ${at}`);
     const id = view.getUint16(at, littleEndian);
+    const next = view.getUint32(at + 4, littleEndian);
+    let known: CapDescriptor | undefined;
+    if (chain) for (const c of chain.caps) if (c.id === id) known = c;
+    let value: unknown;
+    if (known?.codec && at + known.codec.size <= view.byteLength)
+      value = known.codec.decodeFrom(view, at, next > at ? next : view.byteLength);
     const cap: Capability = {
       id,
       version: view.getUint16(at + 2, littleEndian),
       offset: at,
-      next: view.getUint32(at + 4, littleEndian),
+      next,
+      name: known?.name,
+      value,
     };
-    const known = chain?.caps.find((c) => c.id === id);
-    if (known) {
-      cap.name = known.name;
-      if (known.codec && at + known.codec.size <= bytes.byteLength) {
-        const end = cap.next > at ? cap.next : bytes.byteLength;
-        cap.value = known.codec.decodeFrom(view, at, end);
-      }
-    }
     out.push(cap);
-    at = cap.next;
+    prev = at;
+    at = next;
   }
   return out;
 }

@@ -42,6 +42,7 @@ export interface StructSpec<T> {
   align: number;
   littleEndian: boolean;
   offsets: Readonly<Record<string, number>>;
+  sizes: Readonly<Record<string, number>>;
   sizePrefix?: 'argsz' | 'size';
   flex?: FlexInfo;
   /** Writes the fixed part (and the flexible array, if given) at `offset` of `view`. */
@@ -65,6 +66,8 @@ export class StructCodec<T> implements ISchema<T> {
   readonly littleEndian: boolean;
   /** Byte offset of every member path (`offsetof` designators: `header.id`, `add_reserved.start`). */
   readonly offsets: Readonly<Record<string, number>>;
+  /** Byte size of every member path (0 for a flexible array): `offsetofend` is offset + size. */
+  readonly sizes: Readonly<Record<string, number>>;
   /** Which first member carries the struct's size (`argsz` for VFIO, `size` for iommufd). */
   readonly sizePrefix: 'argsz' | 'size' | undefined;
   readonly flex: FlexInfo | undefined;
@@ -80,6 +83,7 @@ export class StructCodec<T> implements ISchema<T> {
     this.align = spec.align;
     this.littleEndian = spec.littleEndian;
     this.offsets = spec.offsets;
+    this.sizes = spec.sizes;
     this.sizePrefix = spec.sizePrefix;
     this.flex = spec.flex;
     this.encodeInto = spec.encodeInto;
@@ -123,14 +127,33 @@ export class StructCodec<T> implements ISchema<T> {
     output.writeSlice(this.encode(value as Input<T>));
   }
 
+  /**
+   * Reads the fixed part, then a flexible array as `decode` sees it: as many elements as the
+   * count member says, or, for a byte array, up to `argsz`. (What `write` wrote reads back
+   * when the count member or `argsz` agrees with the array, as they do by default.)
+   */
   read(input: ISerialInput): Parsed<T> {
-    const bytes = new Uint8Array(this.size);
-    input.readSlice(bytes, 0, this.size);
+    const fixed = new Uint8Array(this.size);
+    input.readSlice(fixed, 0, this.size);
+    const flex = this.flex;
+    if (!flex) return this.decode(fixed) as Parsed<T>;
+    const header = this.decode(fixed) as Record<string, unknown>;
+    const items = flex.countedBy
+      ? Number(header[flex.countedBy]) * flex.elementSize
+      : flex.bytes && this.sizePrefix
+        ? Number(header[this.sizePrefix]) - flex.offset
+        : 0;
+    const total = Math.max(this.size, flex.offset + items);
+    if (total === this.size) return this.decode(fixed) as Parsed<T>;
+    const bytes = new Uint8Array(total);
+    bytes.set(fixed);
+    input.readSlice(bytes, this.size, total - this.size);
     return this.decode(bytes) as Parsed<T>;
   }
 
   measure(value: Parsed<T> | MaxValue, measurer: IMeasurer = new Measurer()): IMeasurer {
-    return measurer.add(typeof value === 'symbol' ? this.size : this.encodedLength(value as Input<T>));
+    if (typeof value === 'symbol') return this.flex ? measurer.unbounded : measurer.add(this.size);
+    return measurer.add(this.encodedLength(value as Input<T>));
   }
 
   seekProperty(): null {
@@ -146,15 +169,55 @@ export function outOfRange(struct: string, field: string, value: unknown, ctype:
   throw new RangeError(`${struct}: ${field} = ${String(value)} does not fit ${ctype}`);
 }
 
-const U64_MAX = 0xffffffffffffffffn;
-const S64_MIN = -0x8000000000000000n;
-const S64_MAX = 0x7fffffffffffffffn;
+/** Thrown for an array member given more elements than it holds. */
+export function tooMany(struct: string, field: string, given: number, length: number): never {
+  return outOfRange(struct, field, `${given} elements`, `an array of ${length}`);
+}
 
-/** Checks and converts an unsigned 64-bit member value. */
+// The checks below are the encoders' hot path: one comparison in the common case, the
+// error only when the value does not fit. An absent member (undefined) encodes as 0.
+
+/** Checks an unsigned 8-bit member. */
+export function u8(x: number | undefined, struct: string, field: string): number {
+  if (typeof x === 'number' && (x & 0xff) === x) return x;
+  return x === undefined ? 0 : outOfRange(struct, field, x, 'an unsigned 8-bit member');
+}
+
+/** Checks an unsigned 16-bit member. */
+export function u16(x: number | undefined, struct: string, field: string): number {
+  if (typeof x === 'number' && (x & 0xffff) === x) return x;
+  return x === undefined ? 0 : outOfRange(struct, field, x, 'an unsigned 16-bit member');
+}
+
+/** Checks an unsigned 32-bit member. */
+export function u32(x: number | undefined, struct: string, field: string): number {
+  if (typeof x === 'number' && x >>> 0 === x) return x;
+  return x === undefined ? 0 : outOfRange(struct, field, x, 'an unsigned 32-bit member');
+}
+
+/** Checks a signed 8-bit member. */
+export function s8(x: number | undefined, struct: string, field: string): number {
+  if (typeof x === 'number' && (x << 24) >> 24 === x) return x;
+  return x === undefined ? 0 : outOfRange(struct, field, x, 'a signed 8-bit member');
+}
+
+/** Checks a signed 16-bit member. */
+export function s16(x: number | undefined, struct: string, field: string): number {
+  if (typeof x === 'number' && (x << 16) >> 16 === x) return x;
+  return x === undefined ? 0 : outOfRange(struct, field, x, 'a signed 16-bit member');
+}
+
+/** Checks a signed 32-bit member. */
+export function s32(x: number | undefined, struct: string, field: string): number {
+  if (typeof x === 'number' && (x | 0) === x) return x;
+  return x === undefined ? 0 : outOfRange(struct, field, x, 'a signed 32-bit member');
+}
+
+/** Checks and converts an unsigned 64-bit member (a bigint, or a number up to 2^53). */
 export function u64(x: bigint | number | undefined, struct: string, field: string): bigint {
   if (typeof x === 'bigint') {
-    if (x < 0n || x > U64_MAX) outOfRange(struct, field, x, 'an unsigned 64-bit member');
-    return x;
+    if (BigInt.asUintN(64, x) === x) return x;
+    return outOfRange(struct, field, x, 'an unsigned 64-bit member');
   }
   if (x === undefined) return 0n;
   if (!Number.isSafeInteger(x) || x < 0)
@@ -162,33 +225,18 @@ export function u64(x: bigint | number | undefined, struct: string, field: strin
   return BigInt(x);
 }
 
-/** Checks and converts a signed 64-bit member value. */
+/** Checks and converts a signed 64-bit member (a bigint, or a number within +-2^53). */
 export function s64(x: bigint | number | undefined, struct: string, field: string): bigint {
   if (typeof x === 'bigint') {
-    if (x < S64_MIN || x > S64_MAX) outOfRange(struct, field, x, 'a signed 64-bit member');
-    return x;
+    if (BigInt.asIntN(64, x) === x) return x;
+    return outOfRange(struct, field, x, 'a signed 64-bit member');
   }
   if (x === undefined) return 0n;
   if (!Number.isSafeInteger(x)) outOfRange(struct, field, x, 'a signed 64-bit member (use a bigint beyond 2^53)');
   return BigInt(x);
 }
 
-/** Checks an unsigned member of up to 32 bits. */
-export function uint(x: number | undefined, bits: number, struct: string, field: string): number {
-  if (x === undefined) return 0;
-  if (!Number.isInteger(x) || x < 0 || x >= 2 ** bits) outOfRange(struct, field, x, `an unsigned ${bits}-bit member`);
-  return x;
-}
-
-/** Checks a signed member of up to 32 bits. */
-export function sint(x: number | undefined, bits: number, struct: string, field: string): number {
-  if (x === undefined) return 0;
-  if (!Number.isInteger(x) || x < -(2 ** (bits - 1)) || x >= 2 ** (bits - 1))
-    outOfRange(struct, field, x, `a signed ${bits}-bit member`);
-  return x;
-}
-
-/** Writes a byte array member of `length` bytes (zero-filled past the given bytes). */
+/** Writes a byte array member of `length` bytes (zero-filled past the given bytes); every element must be a byte. */
 export function putBytes(
   view: DataView,
   offset: number,
@@ -203,6 +251,11 @@ export function putBytes(
     return;
   }
   if (x.length > length) outOfRange(struct, field, `${x.length} bytes`, `a ${length}-byte array`);
+  if (!(x instanceof Uint8Array))
+    for (let i = 0; i < x.length; i++) {
+      const b = x[i];
+      if (!Number.isInteger(b) || b < 0 || b > 0xff) outOfRange(struct, field, b, 'a byte');
+    }
   dst.set(x);
   dst.fill(0, x.length);
 }
@@ -260,34 +313,6 @@ export function word32(x: bigint | number | undefined, signed: boolean, struct: 
   if (!Number.isInteger(n) || !ok || (typeof x === 'bigint' && BigInt(n) !== x))
     outOfRange(struct, field, x, `a ${signed ? 'signed' : 'unsigned'} 32-bit long`);
   return n;
-}
-
-/** Reads elements of an array member: `read(view, offsetOfElement)` for each index. */
-export function readArray<E>(
-  view: DataView,
-  offset: number,
-  count: number,
-  size: number,
-  read: (view: DataView, at: number) => E,
-): E[] {
-  const out: E[] = new Array(count);
-  for (let i = 0; i < count; i++) out[i] = read(view, offset + i * size);
-  return out;
-}
-
-/** Writes elements of an array member; missing elements are written by `write(view, at, undefined)`. */
-export function writeArray<E>(
-  view: DataView,
-  offset: number,
-  count: number,
-  size: number,
-  items: ArrayLike<E> | undefined,
-  write: (view: DataView, at: number, item: E | undefined) => void,
-  struct: string,
-  field: string,
-): void {
-  if (items && items.length > count) outOfRange(struct, field, `${items.length} elements`, `an array of ${count}`);
-  for (let i = 0; i < count; i++) write(view, offset + i * size, items?.[i]);
 }
 
 /** How many whole elements of a flexible array lie between `offset` and `end`, at most `count`. */

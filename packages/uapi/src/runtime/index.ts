@@ -7,3 +7,4 @@ export * from './port.js';
 export * from './codec.js';
 export * from './ioctl.js';
 export * from './caps.js';
+export * from './mmio.js';

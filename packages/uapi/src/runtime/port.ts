@@ -31,6 +31,11 @@ export interface KernelPort {
   /** eventfd(2): returns a file descriptor. */
   eventfd(initval?: number, flags?: number): number;
   /**
+   * memfd_create(2) followed by ftruncate(2) to `size` bytes: a file of anonymous memory
+   * (for IOMMU_IOAS_MAP_FILE). Fill it with pwrite or mmap.
+   */
+  memfd(name: string, size: number): number;
+  /**
    * Process memory for DMA: `length` bytes at a user virtual address, zero-filled.
    * User pointers in ioctl structs (`user_va`, `vaddr`, `data_uptr`) point into such memory.
    */
@@ -45,10 +50,19 @@ export interface UserMemory {
   readonly bytes: Uint8Array;
 }
 
-/** An mmap'd region; `bytes` alias the mapping. */
+/**
+ * An mmap'd region; `bytes` alias the mapping. A simulated device's registers cannot see
+ * plain stores to `bytes`, so device memory mapped from a simulator carries hooks that
+ * MMIO helpers (`mmioRead32`, `mmioWrite32`, ...) call around each access; real mappings
+ * have none and need none.
+ */
 export interface Mapping {
   readonly address: bigint;
   readonly bytes: Uint8Array;
+  /** Called after a store of `length` bytes at `offset`. */
+  readonly onStore?: (offset: number, length: number) => void;
+  /** Called before a load of `length` bytes at `offset`. */
+  readonly onLoad?: (offset: number, length: number) => void;
 }
 
 /** open(2) flags (include/uapi/asm-generic/fcntl.h; x86_64, arm64, riscv, s390 values). */

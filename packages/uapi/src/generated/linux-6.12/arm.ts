@@ -36,6 +36,7 @@ import {
   VfioDeviceBindIommufd,
   VfioDeviceAttachIommufdPt,
   VfioDeviceDetachIommufdPt,
+  VfioPrecopyInfo,
   VfioIommuType1Info,
   VfioIommuType1InfoCapIovaRange,
   VfioIommuType1InfoCapMigration,
@@ -888,16 +889,17 @@ export const VFIO_DEVICE_DETACH_IOMMUFD_PT: StructIoctl<T.VfioDeviceDetachIommuf
  *
  * Return: 0 on success, -1 and errno set on failure.
  *
- * Argument: none; direction: none; request 0x3b79 on arm.
+ * Argument: `struct vfio_precopy_info`; direction: readwrite; request 0x3b79 on arm.
  *
  * Since Linux 6.12.
  */
-export const VFIO_MIG_GET_PRECOPY_INFO: NoArgIoctl = {
-  kind: 'none',
+export const VFIO_MIG_GET_PRECOPY_INFO: StructIoctl<T.VfioPrecopyInfo> = {
+  kind: 'struct',
   name: 'VFIO_MIG_GET_PRECOPY_INFO',
   request: 15225,
-  direction: 'none',
+  direction: 'readwrite',
   since: '6.12',
+  codec: VfioPrecopyInfo,
 };
 /**
  * _IOR(VFIO_TYPE, VFIO_BASE + 12, struct vfio_iommu_info)

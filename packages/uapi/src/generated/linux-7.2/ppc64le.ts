@@ -42,6 +42,7 @@ import {
   VfioDeviceBindIommufd,
   VfioDeviceAttachIommufdPt,
   VfioDeviceDetachIommufdPt,
+  VfioPrecopyInfo,
   VfioIommuType1Info,
   VfioIommuType1InfoCapIovaRange,
   VfioIommuType1InfoCapMigration,
@@ -996,16 +997,17 @@ export const VFIO_DEVICE_DETACH_IOMMUFD_PT: StructIoctl<T.VfioDeviceDetachIommuf
  *
  * Return: 0 on success, -1 and errno set on failure.
  *
- * Argument: none; direction: none; request 0x20003b79 on ppc64le.
+ * Argument: `struct vfio_precopy_info`; direction: readwrite; request 0x20003b79 on ppc64le.
  *
  * Since Linux 6.12.
  */
-export const VFIO_MIG_GET_PRECOPY_INFO: NoArgIoctl = {
-  kind: 'none',
+export const VFIO_MIG_GET_PRECOPY_INFO: StructIoctl<T.VfioPrecopyInfo> = {
+  kind: 'struct',
   name: 'VFIO_MIG_GET_PRECOPY_INFO',
   request: 536886137,
-  direction: 'none',
+  direction: 'readwrite',
   since: '6.12',
+  codec: VfioPrecopyInfo,
 };
 /**
  * _IOR(VFIO_TYPE, VFIO_BASE + 12, struct vfio_iommu_info)

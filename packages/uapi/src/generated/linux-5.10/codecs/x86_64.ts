@@ -3,16 +3,16 @@
 import {
   StructCodec,
   EMPTY,
-  uint,
-  sint,
+  u8,
+  u16,
+  u32,
+  s32,
   u64,
+  tooMany,
   putBytes,
   getBytes,
   zero,
-  readArray,
-  writeArray,
   fitting,
-  type Input,
 } from '../../../runtime/index.js';
 import type * as T from '../types.js';
 /**
@@ -29,11 +29,12 @@ export const IommuFaultUnrecoverable: StructCodec<T.IommuFaultUnrecoverable> =
     align: 8,
     littleEndian: true,
     offsets: { reason: 0, flags: 4, pasid: 8, perm: 12, addr: 16, fetch_addr: 24 },
+    sizes: { reason: 4, flags: 4, pasid: 4, perm: 4, addr: 8, fetch_addr: 8 },
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.reason, 32, 'struct iommu_fault_unrecoverable', 'reason'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_fault_unrecoverable', 'flags'), true);
-      dv.setUint32(o + 8, uint(v.pasid, 32, 'struct iommu_fault_unrecoverable', 'pasid'), true);
-      dv.setUint32(o + 12, uint(v.perm, 32, 'struct iommu_fault_unrecoverable', 'perm'), true);
+      dv.setUint32(o, u32(v.reason, 'struct iommu_fault_unrecoverable', 'reason'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct iommu_fault_unrecoverable', 'flags'), true);
+      dv.setUint32(o + 8, u32(v.pasid, 'struct iommu_fault_unrecoverable', 'pasid'), true);
+      dv.setUint32(o + 12, u32(v.perm, 'struct iommu_fault_unrecoverable', 'perm'), true);
       dv.setBigUint64(o + 16, u64(v.addr, 'struct iommu_fault_unrecoverable', 'addr'), true);
       dv.setBigUint64(o + 24, u64(v.fetch_addr, 'struct iommu_fault_unrecoverable', 'fetch_addr'), true);
     },
@@ -62,32 +63,29 @@ export const IommuFaultPageRequest: StructCodec<T.IommuFaultPageRequest> = new S
   align: 8,
   littleEndian: true,
   offsets: { flags: 0, pasid: 4, grpid: 8, perm: 12, addr: 16, private_data: 24 },
+  sizes: { flags: 4, pasid: 4, grpid: 4, perm: 4, addr: 8, private_data: 16 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.flags, 32, 'struct iommu_fault_page_request', 'flags'), true);
-    dv.setUint32(o + 4, uint(v.pasid, 32, 'struct iommu_fault_page_request', 'pasid'), true);
-    dv.setUint32(o + 8, uint(v.grpid, 32, 'struct iommu_fault_page_request', 'grpid'), true);
-    dv.setUint32(o + 12, uint(v.perm, 32, 'struct iommu_fault_page_request', 'perm'), true);
+    dv.setUint32(o, u32(v.flags, 'struct iommu_fault_page_request', 'flags'), true);
+    dv.setUint32(o + 4, u32(v.pasid, 'struct iommu_fault_page_request', 'pasid'), true);
+    dv.setUint32(o + 8, u32(v.grpid, 'struct iommu_fault_page_request', 'grpid'), true);
+    dv.setUint32(o + 12, u32(v.perm, 'struct iommu_fault_page_request', 'perm'), true);
     dv.setBigUint64(o + 16, u64(v.addr, 'struct iommu_fault_page_request', 'addr'), true);
-    writeArray(
-      dv,
-      o + 24,
-      2,
-      8,
-      v.private_data,
-      (dv: DataView, p: number, x: bigint | number | undefined) =>
-        dv.setBigUint64(p, u64(x, 'struct iommu_fault_page_request', 'private_data'), true),
-      'struct iommu_fault_page_request',
-      'private_data',
-    );
+    const a0 = v.private_data;
+    if (a0 !== undefined && a0.length > 2) tooMany('struct iommu_fault_page_request', 'private_data', a0.length, 2);
+    for (let i1 = 0; i1 < 2; i1++) {
+      dv.setBigUint64(o + 24 + i1 * 8, u64(a0?.[i1], 'struct iommu_fault_page_request', 'private_data'), true);
+    }
   },
   decodeFrom(dv, o) {
+    const a0 = new Array(2);
+    for (let i1 = 0; i1 < 2; i1++) a0[i1] = dv.getBigUint64(o + 24 + i1 * 8, true);
     return {
       flags: dv.getUint32(o, true),
       pasid: dv.getUint32(o + 4, true),
       grpid: dv.getUint32(o + 8, true),
       perm: dv.getUint32(o + 12, true),
       addr: dv.getBigUint64(o + 16, true),
-      private_data: readArray(dv, o + 24, 2, 8, (dv, p) => dv.getBigUint64(p, true)),
+      private_data: a0,
     };
   },
 });
@@ -123,43 +121,58 @@ export const IommuFault: StructCodec<T.IommuFault> = new StructCodec<T.IommuFaul
     'prm.private_data': 32,
     padding2: 8,
   },
+  sizes: {
+    type: 4,
+    padding: 4,
+    event: 32,
+    'event.reason': 4,
+    'event.flags': 4,
+    'event.pasid': 4,
+    'event.perm': 4,
+    'event.addr': 8,
+    'event.fetch_addr': 8,
+    prm: 40,
+    'prm.flags': 4,
+    'prm.pasid': 4,
+    'prm.grpid': 4,
+    'prm.perm': 4,
+    'prm.addr': 8,
+    'prm.private_data': 16,
+    padding2: 56,
+  },
   encodeInto(dv, o, v) {
     zero(dv, o, 64);
-    dv.setUint32(o, uint(v.type, 32, 'struct iommu_fault', 'type'), true);
-    dv.setUint32(o + 4, uint(v.padding, 32, 'struct iommu_fault', 'padding'), true);
+    dv.setUint32(o, u32(v.type, 'struct iommu_fault', 'type'), true);
+    dv.setUint32(o + 4, u32(v.padding, 'struct iommu_fault', 'padding'), true);
     if (v.event !== undefined) {
       const n0 = v.event;
-      dv.setUint32(o + 8, uint(n0.reason, 32, 'struct iommu_fault', 'event.reason'), true);
-      dv.setUint32(o + 12, uint(n0.flags, 32, 'struct iommu_fault', 'event.flags'), true);
-      dv.setUint32(o + 16, uint(n0.pasid, 32, 'struct iommu_fault', 'event.pasid'), true);
-      dv.setUint32(o + 20, uint(n0.perm, 32, 'struct iommu_fault', 'event.perm'), true);
+      dv.setUint32(o + 8, u32(n0.reason, 'struct iommu_fault', 'event.reason'), true);
+      dv.setUint32(o + 12, u32(n0.flags, 'struct iommu_fault', 'event.flags'), true);
+      dv.setUint32(o + 16, u32(n0.pasid, 'struct iommu_fault', 'event.pasid'), true);
+      dv.setUint32(o + 20, u32(n0.perm, 'struct iommu_fault', 'event.perm'), true);
       dv.setBigUint64(o + 24, u64(n0.addr, 'struct iommu_fault', 'event.addr'), true);
       dv.setBigUint64(o + 32, u64(n0.fetch_addr, 'struct iommu_fault', 'event.fetch_addr'), true);
     }
     if (v.prm !== undefined) {
       const n1 = v.prm;
-      dv.setUint32(o + 8, uint(n1.flags, 32, 'struct iommu_fault', 'prm.flags'), true);
-      dv.setUint32(o + 12, uint(n1.pasid, 32, 'struct iommu_fault', 'prm.pasid'), true);
-      dv.setUint32(o + 16, uint(n1.grpid, 32, 'struct iommu_fault', 'prm.grpid'), true);
-      dv.setUint32(o + 20, uint(n1.perm, 32, 'struct iommu_fault', 'prm.perm'), true);
+      dv.setUint32(o + 8, u32(n1.flags, 'struct iommu_fault', 'prm.flags'), true);
+      dv.setUint32(o + 12, u32(n1.pasid, 'struct iommu_fault', 'prm.pasid'), true);
+      dv.setUint32(o + 16, u32(n1.grpid, 'struct iommu_fault', 'prm.grpid'), true);
+      dv.setUint32(o + 20, u32(n1.perm, 'struct iommu_fault', 'prm.perm'), true);
       dv.setBigUint64(o + 24, u64(n1.addr, 'struct iommu_fault', 'prm.addr'), true);
-      writeArray(
-        dv,
-        o + 32,
-        2,
-        8,
-        n1.private_data,
-        (dv: DataView, p: number, x: bigint | number | undefined) =>
-          dv.setBigUint64(p, u64(x, 'struct iommu_fault', 'prm.private_data'), true),
-        'struct iommu_fault',
-        'prm.private_data',
-      );
+      const a2 = n1.private_data;
+      if (a2 !== undefined && a2.length > 2) tooMany('struct iommu_fault', 'prm.private_data', a2.length, 2);
+      for (let i3 = 0; i3 < 2; i3++) {
+        dv.setBigUint64(o + 32 + i3 * 8, u64(a2?.[i3], 'struct iommu_fault', 'prm.private_data'), true);
+      }
     }
     if (v.padding2 !== undefined) {
       putBytes(dv, o + 8, 56, v.padding2, 'struct iommu_fault', 'padding2');
     }
   },
   decodeFrom(dv, o) {
+    const a0 = new Array(2);
+    for (let i1 = 0; i1 < 2; i1++) a0[i1] = dv.getBigUint64(o + 32 + i1 * 8, true);
     return {
       type: dv.getUint32(o, true),
       padding: dv.getUint32(o + 4, true),
@@ -177,7 +190,7 @@ export const IommuFault: StructCodec<T.IommuFault> = new StructCodec<T.IommuFaul
         grpid: dv.getUint32(o + 16, true),
         perm: dv.getUint32(o + 20, true),
         addr: dv.getBigUint64(o + 24, true),
-        private_data: readArray(dv, o + 32, 2, 8, (dv, p) => dv.getBigUint64(p, true)),
+        private_data: a0,
       },
       padding2: getBytes(dv, o + 8, 56),
     };
@@ -197,14 +210,15 @@ export const IommuPageResponse: StructCodec<T.IommuPageResponse> = new StructCod
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, version: 4, flags: 8, pasid: 12, grpid: 16, code: 20 },
+  sizes: { argsz: 4, version: 4, flags: 4, pasid: 4, grpid: 4, code: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 24, 32, 'struct iommu_page_response', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.version, 32, 'struct iommu_page_response', 'version'), true);
-    dv.setUint32(o + 8, uint(v.flags, 32, 'struct iommu_page_response', 'flags'), true);
-    dv.setUint32(o + 12, uint(v.pasid, 32, 'struct iommu_page_response', 'pasid'), true);
-    dv.setUint32(o + 16, uint(v.grpid, 32, 'struct iommu_page_response', 'grpid'), true);
-    dv.setUint32(o + 20, uint(v.code, 32, 'struct iommu_page_response', 'code'), true);
+    dv.setUint32(o, u32(v.argsz ?? 24, 'struct iommu_page_response', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.version, 'struct iommu_page_response', 'version'), true);
+    dv.setUint32(o + 8, u32(v.flags, 'struct iommu_page_response', 'flags'), true);
+    dv.setUint32(o + 12, u32(v.pasid, 'struct iommu_page_response', 'pasid'), true);
+    dv.setUint32(o + 16, u32(v.grpid, 'struct iommu_page_response', 'grpid'), true);
+    dv.setUint32(o + 20, u32(v.code, 'struct iommu_page_response', 'code'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -231,9 +245,10 @@ export const IommuInvAddrInfo: StructCodec<T.IommuInvAddrInfo> = new StructCodec
   align: 8,
   littleEndian: true,
   offsets: { flags: 0, archid: 4, pasid: 8, addr: 16, granule_size: 24, nb_granules: 32 },
+  sizes: { flags: 4, archid: 4, pasid: 8, addr: 8, granule_size: 8, nb_granules: 8 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.flags, 32, 'struct iommu_inv_addr_info', 'flags'), true);
-    dv.setUint32(o + 4, uint(v.archid, 32, 'struct iommu_inv_addr_info', 'archid'), true);
+    dv.setUint32(o, u32(v.flags, 'struct iommu_inv_addr_info', 'flags'), true);
+    dv.setUint32(o + 4, u32(v.archid, 'struct iommu_inv_addr_info', 'archid'), true);
     dv.setBigUint64(o + 8, u64(v.pasid, 'struct iommu_inv_addr_info', 'pasid'), true);
     dv.setBigUint64(o + 16, u64(v.addr, 'struct iommu_inv_addr_info', 'addr'), true);
     dv.setBigUint64(o + 24, u64(v.granule_size, 'struct iommu_inv_addr_info', 'granule_size'), true);
@@ -264,9 +279,10 @@ export const IommuInvPasidInfo: StructCodec<T.IommuInvPasidInfo> = new StructCod
   align: 8,
   littleEndian: true,
   offsets: { flags: 0, archid: 4, pasid: 8 },
+  sizes: { flags: 4, archid: 4, pasid: 8 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.flags, 32, 'struct iommu_inv_pasid_info', 'flags'), true);
-    dv.setUint32(o + 4, uint(v.archid, 32, 'struct iommu_inv_pasid_info', 'archid'), true);
+    dv.setUint32(o, u32(v.flags, 'struct iommu_inv_pasid_info', 'flags'), true);
+    dv.setUint32(o + 4, u32(v.archid, 'struct iommu_inv_pasid_info', 'archid'), true);
     dv.setBigUint64(o + 8, u64(v.pasid, 'struct iommu_inv_pasid_info', 'pasid'), true);
   },
   decodeFrom(dv, o) {
@@ -306,29 +322,44 @@ export const IommuCacheInvalidateInfo: StructCodec<T.IommuCacheInvalidateInfo> =
       'granu.addr_info.granule_size': 40,
       'granu.addr_info.nb_granules': 48,
     },
+    sizes: {
+      argsz: 4,
+      version: 4,
+      cache: 1,
+      granularity: 1,
+      padding: 6,
+      granu: 40,
+      'granu.pasid_info': 16,
+      'granu.pasid_info.flags': 4,
+      'granu.pasid_info.archid': 4,
+      'granu.pasid_info.pasid': 8,
+      'granu.addr_info': 40,
+      'granu.addr_info.flags': 4,
+      'granu.addr_info.archid': 4,
+      'granu.addr_info.pasid': 8,
+      'granu.addr_info.addr': 8,
+      'granu.addr_info.granule_size': 8,
+      'granu.addr_info.nb_granules': 8,
+    },
     sizePrefix: 'argsz',
     encodeInto(dv, o, v) {
       zero(dv, o, 56);
-      dv.setUint32(o, uint(v.argsz ?? 56, 32, 'struct iommu_cache_invalidate_info', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.version, 32, 'struct iommu_cache_invalidate_info', 'version'), true);
-      dv.setUint8(o + 8, uint(v.cache, 8, 'struct iommu_cache_invalidate_info', 'cache'));
-      dv.setUint8(o + 9, uint(v.granularity, 8, 'struct iommu_cache_invalidate_info', 'granularity'));
+      dv.setUint32(o, u32(v.argsz ?? 56, 'struct iommu_cache_invalidate_info', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.version, 'struct iommu_cache_invalidate_info', 'version'), true);
+      dv.setUint8(o + 8, u8(v.cache, 'struct iommu_cache_invalidate_info', 'cache'));
+      dv.setUint8(o + 9, u8(v.granularity, 'struct iommu_cache_invalidate_info', 'granularity'));
       putBytes(dv, o + 10, 6, v.padding, 'struct iommu_cache_invalidate_info', 'padding');
       const n0 = v.granu ?? EMPTY;
       if (n0.pasid_info !== undefined) {
         const n1 = n0.pasid_info;
-        dv.setUint32(o + 16, uint(n1.flags, 32, 'struct iommu_cache_invalidate_info', 'granu.pasid_info.flags'), true);
-        dv.setUint32(
-          o + 20,
-          uint(n1.archid, 32, 'struct iommu_cache_invalidate_info', 'granu.pasid_info.archid'),
-          true,
-        );
+        dv.setUint32(o + 16, u32(n1.flags, 'struct iommu_cache_invalidate_info', 'granu.pasid_info.flags'), true);
+        dv.setUint32(o + 20, u32(n1.archid, 'struct iommu_cache_invalidate_info', 'granu.pasid_info.archid'), true);
         dv.setBigUint64(o + 24, u64(n1.pasid, 'struct iommu_cache_invalidate_info', 'granu.pasid_info.pasid'), true);
       }
       if (n0.addr_info !== undefined) {
         const n2 = n0.addr_info;
-        dv.setUint32(o + 16, uint(n2.flags, 32, 'struct iommu_cache_invalidate_info', 'granu.addr_info.flags'), true);
-        dv.setUint32(o + 20, uint(n2.archid, 32, 'struct iommu_cache_invalidate_info', 'granu.addr_info.archid'), true);
+        dv.setUint32(o + 16, u32(n2.flags, 'struct iommu_cache_invalidate_info', 'granu.addr_info.flags'), true);
+        dv.setUint32(o + 20, u32(n2.archid, 'struct iommu_cache_invalidate_info', 'granu.addr_info.archid'), true);
         dv.setBigUint64(o + 24, u64(n2.pasid, 'struct iommu_cache_invalidate_info', 'granu.addr_info.pasid'), true);
         dv.setBigUint64(o + 32, u64(n2.addr, 'struct iommu_cache_invalidate_info', 'granu.addr_info.addr'), true);
         dv.setBigUint64(
@@ -382,10 +413,11 @@ export const IommuGpasidBindDataVtd: StructCodec<T.IommuGpasidBindDataVtd> = new
   align: 8,
   littleEndian: true,
   offsets: { flags: 0, pat: 8, emt: 12 },
+  sizes: { flags: 8, pat: 4, emt: 4 },
   encodeInto(dv, o, v) {
     dv.setBigUint64(o, u64(v.flags, 'struct iommu_gpasid_bind_data_vtd', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.pat, 32, 'struct iommu_gpasid_bind_data_vtd', 'pat'), true);
-    dv.setUint32(o + 12, uint(v.emt, 32, 'struct iommu_gpasid_bind_data_vtd', 'emt'), true);
+    dv.setUint32(o + 8, u32(v.pat, 'struct iommu_gpasid_bind_data_vtd', 'pat'), true);
+    dv.setUint32(o + 12, u32(v.emt, 'struct iommu_gpasid_bind_data_vtd', 'emt'), true);
   },
   decodeFrom(dv, o) {
     return { flags: dv.getBigUint64(o, true), pat: dv.getUint32(o + 8, true), emt: dv.getUint32(o + 12, true) };
@@ -420,13 +452,29 @@ export const IommuGpasidBindData: StructCodec<T.IommuGpasidBindData> = new Struc
     'vendor.vtd.pat': 64,
     'vendor.vtd.emt': 68,
   },
+  sizes: {
+    argsz: 4,
+    version: 4,
+    format: 4,
+    addr_width: 4,
+    flags: 8,
+    gpgd: 8,
+    hpasid: 8,
+    gpasid: 8,
+    padding: 8,
+    vendor: 16,
+    'vendor.vtd': 16,
+    'vendor.vtd.flags': 8,
+    'vendor.vtd.pat': 4,
+    'vendor.vtd.emt': 4,
+  },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
     zero(dv, o, 72);
-    dv.setUint32(o, uint(v.argsz ?? 72, 32, 'struct iommu_gpasid_bind_data', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.version, 32, 'struct iommu_gpasid_bind_data', 'version'), true);
-    dv.setUint32(o + 8, uint(v.format, 32, 'struct iommu_gpasid_bind_data', 'format'), true);
-    dv.setUint32(o + 12, uint(v.addr_width, 32, 'struct iommu_gpasid_bind_data', 'addr_width'), true);
+    dv.setUint32(o, u32(v.argsz ?? 72, 'struct iommu_gpasid_bind_data', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.version, 'struct iommu_gpasid_bind_data', 'version'), true);
+    dv.setUint32(o + 8, u32(v.format, 'struct iommu_gpasid_bind_data', 'format'), true);
+    dv.setUint32(o + 12, u32(v.addr_width, 'struct iommu_gpasid_bind_data', 'addr_width'), true);
     dv.setBigUint64(o + 16, u64(v.flags, 'struct iommu_gpasid_bind_data', 'flags'), true);
     dv.setBigUint64(o + 24, u64(v.gpgd, 'struct iommu_gpasid_bind_data', 'gpgd'), true);
     dv.setBigUint64(o + 32, u64(v.hpasid, 'struct iommu_gpasid_bind_data', 'hpasid'), true);
@@ -436,8 +484,8 @@ export const IommuGpasidBindData: StructCodec<T.IommuGpasidBindData> = new Struc
     if (n0.vtd !== undefined) {
       const n1 = n0.vtd;
       dv.setBigUint64(o + 56, u64(n1.flags, 'struct iommu_gpasid_bind_data', 'vendor.vtd.flags'), true);
-      dv.setUint32(o + 64, uint(n1.pat, 32, 'struct iommu_gpasid_bind_data', 'vendor.vtd.pat'), true);
-      dv.setUint32(o + 68, uint(n1.emt, 32, 'struct iommu_gpasid_bind_data', 'vendor.vtd.emt'), true);
+      dv.setUint32(o + 64, u32(n1.pat, 'struct iommu_gpasid_bind_data', 'vendor.vtd.pat'), true);
+      dv.setUint32(o + 68, u32(n1.emt, 'struct iommu_gpasid_bind_data', 'vendor.vtd.emt'), true);
     }
   },
   decodeFrom(dv, o) {
@@ -469,10 +517,11 @@ export const VfioInfoCapHeader: StructCodec<T.VfioInfoCapHeader> = new StructCod
   align: 4,
   littleEndian: true,
   offsets: { id: 0, version: 2, next: 4 },
+  sizes: { id: 2, version: 2, next: 4 },
   encodeInto(dv, o, v) {
-    dv.setUint16(o, uint(v.id, 16, 'struct vfio_info_cap_header', 'id'), true);
-    dv.setUint16(o + 2, uint(v.version, 16, 'struct vfio_info_cap_header', 'version'), true);
-    dv.setUint32(o + 4, uint(v.next, 32, 'struct vfio_info_cap_header', 'next'), true);
+    dv.setUint16(o, u16(v.id, 'struct vfio_info_cap_header', 'id'), true);
+    dv.setUint16(o + 2, u16(v.version, 'struct vfio_info_cap_header', 'version'), true);
+    dv.setUint32(o + 4, u32(v.next, 'struct vfio_info_cap_header', 'next'), true);
   },
   decodeFrom(dv, o) {
     return { id: dv.getUint16(o, true), version: dv.getUint16(o + 2, true), next: dv.getUint32(o + 4, true) };
@@ -492,10 +541,11 @@ export const VfioGroupStatus: StructCodec<T.VfioGroupStatus> = new StructCodec<T
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4 },
+  sizes: { argsz: 4, flags: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 8, 32, 'struct vfio_group_status', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_group_status', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? 8, 'struct vfio_group_status', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_group_status', 'flags'), true);
   },
   decodeFrom(dv, o) {
     return { argsz: dv.getUint32(o, true), flags: dv.getUint32(o + 4, true) };
@@ -515,13 +565,14 @@ export const VfioDeviceInfo: StructCodec<T.VfioDeviceInfo> = new StructCodec<T.V
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, num_regions: 8, num_irqs: 12, cap_offset: 16 },
+  sizes: { argsz: 4, flags: 4, num_regions: 4, num_irqs: 4, cap_offset: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 20, 32, 'struct vfio_device_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.num_regions, 32, 'struct vfio_device_info', 'num_regions'), true);
-    dv.setUint32(o + 12, uint(v.num_irqs, 32, 'struct vfio_device_info', 'num_irqs'), true);
-    dv.setUint32(o + 16, uint(v.cap_offset, 32, 'struct vfio_device_info', 'cap_offset'), true);
+    dv.setUint32(o, u32(v.argsz ?? 20, 'struct vfio_device_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.num_regions, 'struct vfio_device_info', 'num_regions'), true);
+    dv.setUint32(o + 12, u32(v.num_irqs, 'struct vfio_device_info', 'num_irqs'), true);
+    dv.setUint32(o + 16, u32(v.cap_offset, 'struct vfio_device_info', 'cap_offset'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -547,12 +598,13 @@ export const VfioRegionInfo: StructCodec<T.VfioRegionInfo> = new StructCodec<T.V
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, index: 8, cap_offset: 12, size: 16, offset: 24 },
+  sizes: { argsz: 4, flags: 4, index: 4, cap_offset: 4, size: 8, offset: 8 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 32, 32, 'struct vfio_region_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_region_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.index, 32, 'struct vfio_region_info', 'index'), true);
-    dv.setUint32(o + 12, uint(v.cap_offset, 32, 'struct vfio_region_info', 'cap_offset'), true);
+    dv.setUint32(o, u32(v.argsz ?? 32, 'struct vfio_region_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_region_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.index, 'struct vfio_region_info', 'index'), true);
+    dv.setUint32(o + 12, u32(v.cap_offset, 'struct vfio_region_info', 'cap_offset'), true);
     dv.setBigUint64(o + 16, u64(v.size, 'struct vfio_region_info', 'size'), true);
     dv.setBigUint64(o + 24, u64(v.offset, 'struct vfio_region_info', 'offset'), true);
   },
@@ -580,6 +632,7 @@ export const VfioRegionSparseMmapArea: StructCodec<T.VfioRegionSparseMmapArea> =
     align: 8,
     littleEndian: true,
     offsets: { offset: 0, size: 8 },
+    sizes: { offset: 8, size: 8 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.offset, 'struct vfio_region_sparse_mmap_area', 'offset'), true);
       dv.setBigUint64(o + 8, u64(v.size, 'struct vfio_region_sparse_mmap_area', 'size'), true);
@@ -601,32 +654,29 @@ export const VfioRegionInfoCapSparseMmap: StructCodec<T.VfioRegionInfoCapSparseM
     align: 8,
     littleEndian: true,
     offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, nr_areas: 8, reserved: 12, areas: 16 },
+    sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, nr_areas: 4, reserved: 4, areas: 0 },
     flex: { name: 'areas', offset: 16, elementSize: 16, bytes: false, countedBy: 'nr_areas' },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_region_info_cap_sparse_mmap', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_region_info_cap_sparse_mmap', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_region_info_cap_sparse_mmap', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.nr_areas, 32, 'struct vfio_region_info_cap_sparse_mmap', 'nr_areas'), true);
-      dv.setUint32(o + 12, uint(v.reserved, 32, 'struct vfio_region_info_cap_sparse_mmap', 'reserved'), true);
-      if (v.areas !== undefined)
-        writeArray(
-          dv,
-          o + 16,
-          v.areas.length,
-          16,
-          v.areas,
-          (dv: DataView, p: number, x: Input<VfioRegionSparseMmapArea> | undefined) =>
-            VfioRegionSparseMmapArea.encodeInto(dv, p, x ?? EMPTY),
-          'struct vfio_region_info_cap_sparse_mmap',
-          'areas',
-        );
+      dv.setUint16(o, u16(n0.id, 'struct vfio_region_info_cap_sparse_mmap', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_region_info_cap_sparse_mmap', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_region_info_cap_sparse_mmap', 'header.next'), true);
+      dv.setUint32(
+        o + 8,
+        u32(v.nr_areas ?? v.areas?.length, 'struct vfio_region_info_cap_sparse_mmap', 'nr_areas'),
+        true,
+      );
+      dv.setUint32(o + 12, u32(v.reserved, 'struct vfio_region_info_cap_sparse_mmap', 'reserved'), true);
+      const a1 = v.areas;
+      if (a1 !== undefined)
+        for (let i2 = 0; i2 < a1.length; i2++) {
+          VfioRegionSparseMmapArea.encodeInto(dv, o + 16 + i2 * 16, a1[i2] ?? EMPTY);
+        }
     },
     decodeFrom(dv, o, end = dv.byteLength) {
-      const count = dv.getUint32(o + 8, true);
-      const flex = readArray(dv, o + 16, fitting(Number(count), o + 16, end, 16), 16, (dv, p) =>
-        VfioRegionSparseMmapArea.decodeFrom(dv, p),
-      );
+      const count = fitting(Number(dv.getUint32(o + 8, true)), o + 16, end, 16);
+      const flex = new Array(count);
+      for (let i = 0; i < count; i++) flex[i] = VfioRegionSparseMmapArea.decodeFrom(dv, o + 16 + i * 16);
       return {
         header: { id: dv.getUint16(o, true), version: dv.getUint16(o + 2, true), next: dv.getUint32(o + 4, true) },
         nr_areas: dv.getUint32(o + 8, true),
@@ -647,13 +697,14 @@ export const VfioRegionInfoCapType: StructCodec<T.VfioRegionInfoCapType> = new S
   align: 4,
   littleEndian: true,
   offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, type: 8, subtype: 12 },
+  sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, type: 4, subtype: 4 },
   encodeInto(dv, o, v) {
     const n0 = v.header ?? EMPTY;
-    dv.setUint16(o, uint(n0.id, 16, 'struct vfio_region_info_cap_type', 'header.id'), true);
-    dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_region_info_cap_type', 'header.version'), true);
-    dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_region_info_cap_type', 'header.next'), true);
-    dv.setUint32(o + 8, uint(v.type, 32, 'struct vfio_region_info_cap_type', 'type'), true);
-    dv.setUint32(o + 12, uint(v.subtype, 32, 'struct vfio_region_info_cap_type', 'subtype'), true);
+    dv.setUint16(o, u16(n0.id, 'struct vfio_region_info_cap_type', 'header.id'), true);
+    dv.setUint16(o + 2, u16(n0.version, 'struct vfio_region_info_cap_type', 'header.version'), true);
+    dv.setUint32(o + 4, u32(n0.next, 'struct vfio_region_info_cap_type', 'header.next'), true);
+    dv.setUint32(o + 8, u32(v.type, 'struct vfio_region_info_cap_type', 'type'), true);
+    dv.setUint32(o + 12, u32(v.subtype, 'struct vfio_region_info_cap_type', 'subtype'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -677,13 +728,14 @@ export const VfioRegionGfxEdid: StructCodec<T.VfioRegionGfxEdid> = new StructCod
   align: 4,
   littleEndian: true,
   offsets: { edid_offset: 0, edid_max_size: 4, edid_size: 8, max_xres: 12, max_yres: 16, link_state: 20 },
+  sizes: { edid_offset: 4, edid_max_size: 4, edid_size: 4, max_xres: 4, max_yres: 4, link_state: 4 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.edid_offset, 32, 'struct vfio_region_gfx_edid', 'edid_offset'), true);
-    dv.setUint32(o + 4, uint(v.edid_max_size, 32, 'struct vfio_region_gfx_edid', 'edid_max_size'), true);
-    dv.setUint32(o + 8, uint(v.edid_size, 32, 'struct vfio_region_gfx_edid', 'edid_size'), true);
-    dv.setUint32(o + 12, uint(v.max_xres, 32, 'struct vfio_region_gfx_edid', 'max_xres'), true);
-    dv.setUint32(o + 16, uint(v.max_yres, 32, 'struct vfio_region_gfx_edid', 'max_yres'), true);
-    dv.setUint32(o + 20, uint(v.link_state, 32, 'struct vfio_region_gfx_edid', 'link_state'), true);
+    dv.setUint32(o, u32(v.edid_offset, 'struct vfio_region_gfx_edid', 'edid_offset'), true);
+    dv.setUint32(o + 4, u32(v.edid_max_size, 'struct vfio_region_gfx_edid', 'edid_max_size'), true);
+    dv.setUint32(o + 8, u32(v.edid_size, 'struct vfio_region_gfx_edid', 'edid_size'), true);
+    dv.setUint32(o + 12, u32(v.max_xres, 'struct vfio_region_gfx_edid', 'max_xres'), true);
+    dv.setUint32(o + 16, u32(v.max_yres, 'struct vfio_region_gfx_edid', 'max_yres'), true);
+    dv.setUint32(o + 20, u32(v.link_state, 'struct vfio_region_gfx_edid', 'link_state'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -709,9 +761,10 @@ export const VfioDeviceMigrationInfo: StructCodec<T.VfioDeviceMigrationInfo> =
     align: 8,
     littleEndian: true,
     offsets: { device_state: 0, reserved: 4, pending_bytes: 8, data_offset: 16, data_size: 24 },
+    sizes: { device_state: 4, reserved: 4, pending_bytes: 8, data_offset: 8, data_size: 8 },
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.device_state, 32, 'struct vfio_device_migration_info', 'device_state'), true);
-      dv.setUint32(o + 4, uint(v.reserved, 32, 'struct vfio_device_migration_info', 'reserved'), true);
+      dv.setUint32(o, u32(v.device_state, 'struct vfio_device_migration_info', 'device_state'), true);
+      dv.setUint32(o + 4, u32(v.reserved, 'struct vfio_device_migration_info', 'reserved'), true);
       dv.setBigUint64(o + 8, u64(v.pending_bytes, 'struct vfio_device_migration_info', 'pending_bytes'), true);
       dv.setBigUint64(o + 16, u64(v.data_offset, 'struct vfio_device_migration_info', 'data_offset'), true);
       dv.setBigUint64(o + 24, u64(v.data_size, 'struct vfio_device_migration_info', 'data_size'), true);
@@ -739,11 +792,12 @@ export const VfioRegionInfoCapNvlink2Ssatgt: StructCodec<T.VfioRegionInfoCapNvli
     align: 8,
     littleEndian: true,
     offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, tgt: 8 },
+    sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, tgt: 8 },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.next'), true);
+      dv.setUint16(o, u16(n0.id, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.next'), true);
       dv.setBigUint64(o + 8, u64(v.tgt, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'tgt'), true);
     },
     decodeFrom(dv, o) {
@@ -766,13 +820,14 @@ export const VfioRegionInfoCapNvlink2Lnkspd: StructCodec<T.VfioRegionInfoCapNvli
     align: 4,
     littleEndian: true,
     offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, link_speed: 8, __pad: 12 },
+    sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, link_speed: 4, __pad: 4 },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.link_speed, 32, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'link_speed'), true);
-      dv.setUint32(o + 12, uint(v.__pad, 32, 'struct vfio_region_info_cap_nvlink2_lnkspd', '__pad'), true);
+      dv.setUint16(o, u16(n0.id, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.next'), true);
+      dv.setUint32(o + 8, u32(v.link_speed, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'link_speed'), true);
+      dv.setUint32(o + 12, u32(v.__pad, 'struct vfio_region_info_cap_nvlink2_lnkspd', '__pad'), true);
     },
     decodeFrom(dv, o) {
       return {
@@ -796,12 +851,13 @@ export const VfioIrqInfo: StructCodec<T.VfioIrqInfo> = new StructCodec<T.VfioIrq
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, index: 8, count: 12 },
+  sizes: { argsz: 4, flags: 4, index: 4, count: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 16, 32, 'struct vfio_irq_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_irq_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.index, 32, 'struct vfio_irq_info', 'index'), true);
-    dv.setUint32(o + 12, uint(v.count, 32, 'struct vfio_irq_info', 'count'), true);
+    dv.setUint32(o, u32(v.argsz ?? 16, 'struct vfio_irq_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_irq_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.index, 'struct vfio_irq_info', 'index'), true);
+    dv.setUint32(o + 12, u32(v.count, 'struct vfio_irq_info', 'count'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -826,16 +882,17 @@ export const VfioIrqSet: StructCodec<T.VfioIrqSet> = new StructCodec<T.VfioIrqSe
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, index: 8, start: 12, count: 16, data: 20 },
+  sizes: { argsz: 4, flags: 4, index: 4, start: 4, count: 4, data: 0 },
   sizePrefix: 'argsz',
   flex: { name: 'data', offset: 20, elementSize: 1, bytes: true },
   encodeInto(dv, o, v) {
     const len = Math.max(20, 20 + (v.data?.length ?? 0) * 1);
-    dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_irq_set', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_irq_set', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.index, 32, 'struct vfio_irq_set', 'index'), true);
-    dv.setUint32(o + 12, uint(v.start, 32, 'struct vfio_irq_set', 'start'), true);
-    dv.setUint32(o + 16, uint(v.count, 32, 'struct vfio_irq_set', 'count'), true);
-    if (v.data !== undefined) new Uint8Array(dv.buffer, dv.byteOffset + o + 20, v.data.length).set(v.data);
+    dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_irq_set', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_irq_set', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.index, 'struct vfio_irq_set', 'index'), true);
+    dv.setUint32(o + 12, u32(v.start, 'struct vfio_irq_set', 'start'), true);
+    dv.setUint32(o + 16, u32(v.count, 'struct vfio_irq_set', 'count'), true);
+    if (v.data !== undefined) putBytes(dv, o + 20, v.data.length, v.data, 'struct vfio_irq_set', 'data');
   },
   decodeFrom(dv, o, end = dv.byteLength) {
     const fe = Math.min(end, o + dv.getUint32(o, true));
@@ -864,11 +921,12 @@ export const VfioPciDependentDevice: StructCodec<T.VfioPciDependentDevice> = new
   align: 4,
   littleEndian: true,
   offsets: { group_id: 0, segment: 4, bus: 6, devfn: 7 },
+  sizes: { group_id: 4, segment: 2, bus: 1, devfn: 1 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.group_id, 32, 'struct vfio_pci_dependent_device', 'group_id'), true);
-    dv.setUint16(o + 4, uint(v.segment, 16, 'struct vfio_pci_dependent_device', 'segment'), true);
-    dv.setUint8(o + 6, uint(v.bus, 8, 'struct vfio_pci_dependent_device', 'bus'));
-    dv.setUint8(o + 7, uint(v.devfn, 8, 'struct vfio_pci_dependent_device', 'devfn'));
+    dv.setUint32(o, u32(v.group_id, 'struct vfio_pci_dependent_device', 'group_id'), true);
+    dv.setUint16(o + 4, u16(v.segment, 'struct vfio_pci_dependent_device', 'segment'), true);
+    dv.setUint8(o + 6, u8(v.bus, 'struct vfio_pci_dependent_device', 'bus'));
+    dv.setUint8(o + 7, u8(v.devfn, 'struct vfio_pci_dependent_device', 'devfn'));
   },
   decodeFrom(dv, o) {
     return {
@@ -891,31 +949,24 @@ export const VfioPciHotResetInfo: StructCodec<T.VfioPciHotResetInfo> = new Struc
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, count: 8, devices: 12 },
+  sizes: { argsz: 4, flags: 4, count: 4, devices: 0 },
   sizePrefix: 'argsz',
   flex: { name: 'devices', offset: 12, elementSize: 8, bytes: false, countedBy: 'count' },
   encodeInto(dv, o, v) {
     const len = Math.max(12, 12 + (v.devices?.length ?? 0) * 8);
-    dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_pci_hot_reset_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_pci_hot_reset_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.count, 32, 'struct vfio_pci_hot_reset_info', 'count'), true);
-    if (v.devices !== undefined)
-      writeArray(
-        dv,
-        o + 12,
-        v.devices.length,
-        8,
-        v.devices,
-        (dv: DataView, p: number, x: Input<VfioPciDependentDevice> | undefined) =>
-          VfioPciDependentDevice.encodeInto(dv, p, x ?? EMPTY),
-        'struct vfio_pci_hot_reset_info',
-        'devices',
-      );
+    dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_pci_hot_reset_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_pci_hot_reset_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.count ?? v.devices?.length, 'struct vfio_pci_hot_reset_info', 'count'), true);
+    const a0 = v.devices;
+    if (a0 !== undefined)
+      for (let i1 = 0; i1 < a0.length; i1++) {
+        VfioPciDependentDevice.encodeInto(dv, o + 12 + i1 * 8, a0[i1] ?? EMPTY);
+      }
   },
   decodeFrom(dv, o, end = dv.byteLength) {
-    const count = dv.getUint32(o + 8, true);
-    const flex = readArray(dv, o + 12, fitting(Number(count), o + 12, end, 8), 8, (dv, p) =>
-      VfioPciDependentDevice.decodeFrom(dv, p),
-    );
+    const count = fitting(Number(dv.getUint32(o + 8, true)), o + 12, end, 8);
+    const flex = new Array(count);
+    for (let i = 0; i < count; i++) flex[i] = VfioPciDependentDevice.decodeFrom(dv, o + 12 + i * 8);
     return {
       argsz: dv.getUint32(o, true),
       flags: dv.getUint32(o + 4, true),
@@ -938,29 +989,24 @@ export const VfioPciHotReset: StructCodec<T.VfioPciHotReset> = new StructCodec<T
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, count: 8, group_fds: 12 },
+  sizes: { argsz: 4, flags: 4, count: 4, group_fds: 0 },
   sizePrefix: 'argsz',
   flex: { name: 'group_fds', offset: 12, elementSize: 4, bytes: false, countedBy: 'count' },
   encodeInto(dv, o, v) {
     const len = Math.max(12, 12 + (v.group_fds?.length ?? 0) * 4);
-    dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_pci_hot_reset', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_pci_hot_reset', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.count, 32, 'struct vfio_pci_hot_reset', 'count'), true);
-    if (v.group_fds !== undefined)
-      writeArray(
-        dv,
-        o + 12,
-        v.group_fds.length,
-        4,
-        v.group_fds,
-        (dv: DataView, p: number, x: number | undefined) =>
-          dv.setInt32(p, sint(x, 32, 'struct vfio_pci_hot_reset', 'group_fds'), true),
-        'struct vfio_pci_hot_reset',
-        'group_fds',
-      );
+    dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_pci_hot_reset', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_pci_hot_reset', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.count ?? v.group_fds?.length, 'struct vfio_pci_hot_reset', 'count'), true);
+    const a0 = v.group_fds;
+    if (a0 !== undefined)
+      for (let i1 = 0; i1 < a0.length; i1++) {
+        dv.setInt32(o + 12 + i1 * 4, s32(a0[i1], 'struct vfio_pci_hot_reset', 'group_fds'), true);
+      }
   },
   decodeFrom(dv, o, end = dv.byteLength) {
-    const count = dv.getUint32(o + 8, true);
-    const flex = readArray(dv, o + 12, fitting(Number(count), o + 12, end, 4), 4, (dv, p) => dv.getInt32(p, true));
+    const count = fitting(Number(dv.getUint32(o + 8, true)), o + 12, end, 4);
+    const flex = new Array(count);
+    for (let i = 0; i < count; i++) flex[i] = dv.getInt32(o + 12 + i * 4, true);
     return {
       argsz: dv.getUint32(o, true),
       flags: dv.getUint32(o + 4, true),
@@ -999,26 +1045,43 @@ export const VfioDeviceGfxPlaneInfo: StructCodec<T.VfioDeviceGfxPlaneInfo> = new
     region_index: 56,
     dmabuf_id: 56,
   },
+  sizes: {
+    argsz: 4,
+    flags: 4,
+    drm_plane_type: 4,
+    drm_format: 4,
+    drm_format_mod: 8,
+    width: 4,
+    height: 4,
+    stride: 4,
+    size: 4,
+    x_pos: 4,
+    y_pos: 4,
+    x_hot: 4,
+    y_hot: 4,
+    region_index: 4,
+    dmabuf_id: 4,
+  },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
     zero(dv, o, 64);
-    dv.setUint32(o, uint(v.argsz ?? 64, 32, 'struct vfio_device_gfx_plane_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_gfx_plane_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.drm_plane_type, 32, 'struct vfio_device_gfx_plane_info', 'drm_plane_type'), true);
-    dv.setUint32(o + 12, uint(v.drm_format, 32, 'struct vfio_device_gfx_plane_info', 'drm_format'), true);
+    dv.setUint32(o, u32(v.argsz ?? 64, 'struct vfio_device_gfx_plane_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_gfx_plane_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.drm_plane_type, 'struct vfio_device_gfx_plane_info', 'drm_plane_type'), true);
+    dv.setUint32(o + 12, u32(v.drm_format, 'struct vfio_device_gfx_plane_info', 'drm_format'), true);
     dv.setBigUint64(o + 16, u64(v.drm_format_mod, 'struct vfio_device_gfx_plane_info', 'drm_format_mod'), true);
-    dv.setUint32(o + 24, uint(v.width, 32, 'struct vfio_device_gfx_plane_info', 'width'), true);
-    dv.setUint32(o + 28, uint(v.height, 32, 'struct vfio_device_gfx_plane_info', 'height'), true);
-    dv.setUint32(o + 32, uint(v.stride, 32, 'struct vfio_device_gfx_plane_info', 'stride'), true);
-    dv.setUint32(o + 36, uint(v.size, 32, 'struct vfio_device_gfx_plane_info', 'size'), true);
-    dv.setUint32(o + 40, uint(v.x_pos, 32, 'struct vfio_device_gfx_plane_info', 'x_pos'), true);
-    dv.setUint32(o + 44, uint(v.y_pos, 32, 'struct vfio_device_gfx_plane_info', 'y_pos'), true);
-    dv.setUint32(o + 48, uint(v.x_hot, 32, 'struct vfio_device_gfx_plane_info', 'x_hot'), true);
-    dv.setUint32(o + 52, uint(v.y_hot, 32, 'struct vfio_device_gfx_plane_info', 'y_hot'), true);
+    dv.setUint32(o + 24, u32(v.width, 'struct vfio_device_gfx_plane_info', 'width'), true);
+    dv.setUint32(o + 28, u32(v.height, 'struct vfio_device_gfx_plane_info', 'height'), true);
+    dv.setUint32(o + 32, u32(v.stride, 'struct vfio_device_gfx_plane_info', 'stride'), true);
+    dv.setUint32(o + 36, u32(v.size, 'struct vfio_device_gfx_plane_info', 'size'), true);
+    dv.setUint32(o + 40, u32(v.x_pos, 'struct vfio_device_gfx_plane_info', 'x_pos'), true);
+    dv.setUint32(o + 44, u32(v.y_pos, 'struct vfio_device_gfx_plane_info', 'y_pos'), true);
+    dv.setUint32(o + 48, u32(v.x_hot, 'struct vfio_device_gfx_plane_info', 'x_hot'), true);
+    dv.setUint32(o + 52, u32(v.y_hot, 'struct vfio_device_gfx_plane_info', 'y_hot'), true);
     if (v.region_index !== undefined)
-      dv.setUint32(o + 56, uint(v.region_index, 32, 'struct vfio_device_gfx_plane_info', 'region_index'), true);
+      dv.setUint32(o + 56, u32(v.region_index, 'struct vfio_device_gfx_plane_info', 'region_index'), true);
     if (v.dmabuf_id !== undefined)
-      dv.setUint32(o + 56, uint(v.dmabuf_id, 32, 'struct vfio_device_gfx_plane_info', 'dmabuf_id'), true);
+      dv.setUint32(o + 56, u32(v.dmabuf_id, 'struct vfio_device_gfx_plane_info', 'dmabuf_id'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1054,14 +1117,15 @@ export const VfioDeviceIoeventfd: StructCodec<T.VfioDeviceIoeventfd> = new Struc
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, offset: 8, data: 16, fd: 24 },
+  sizes: { argsz: 4, flags: 4, offset: 8, data: 8, fd: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
     zero(dv, o, 32);
-    dv.setUint32(o, uint(v.argsz ?? 32, 32, 'struct vfio_device_ioeventfd', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_ioeventfd', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? 32, 'struct vfio_device_ioeventfd', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_ioeventfd', 'flags'), true);
     dv.setBigUint64(o + 8, u64(v.offset, 'struct vfio_device_ioeventfd', 'offset'), true);
     dv.setBigUint64(o + 16, u64(v.data, 'struct vfio_device_ioeventfd', 'data'), true);
-    dv.setInt32(o + 24, sint(v.fd, 32, 'struct vfio_device_ioeventfd', 'fd'), true);
+    dv.setInt32(o + 24, s32(v.fd, 'struct vfio_device_ioeventfd', 'fd'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1087,13 +1151,14 @@ export const VfioDeviceFeature: StructCodec<T.VfioDeviceFeature> = new StructCod
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, data: 8 },
+  sizes: { argsz: 4, flags: 4, data: 0 },
   sizePrefix: 'argsz',
   flex: { name: 'data', offset: 8, elementSize: 1, bytes: true },
   encodeInto(dv, o, v) {
     const len = Math.max(8, 8 + (v.data?.length ?? 0) * 1);
-    dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_device_feature', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_feature', 'flags'), true);
-    if (v.data !== undefined) new Uint8Array(dv.buffer, dv.byteOffset + o + 8, v.data.length).set(v.data);
+    dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_device_feature', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_feature', 'flags'), true);
+    if (v.data !== undefined) putBytes(dv, o + 8, v.data.length, v.data, 'struct vfio_device_feature', 'data');
   },
   decodeFrom(dv, o, end = dv.byteLength) {
     const fe = Math.min(end, o + dv.getUint32(o, true));
@@ -1115,13 +1180,14 @@ export const VfioIommuType1Info: StructCodec<T.VfioIommuType1Info> = new StructC
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, iova_pgsizes: 8, cap_offset: 16 },
+  sizes: { argsz: 4, flags: 4, iova_pgsizes: 8, cap_offset: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
     zero(dv, o, 24);
-    dv.setUint32(o, uint(v.argsz ?? 24, 32, 'struct vfio_iommu_type1_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_type1_info', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? 24, 'struct vfio_iommu_type1_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_type1_info', 'flags'), true);
     dv.setBigUint64(o + 8, u64(v.iova_pgsizes, 'struct vfio_iommu_type1_info', 'iova_pgsizes'), true);
-    dv.setUint32(o + 16, uint(v.cap_offset, 32, 'struct vfio_iommu_type1_info', 'cap_offset'), true);
+    dv.setUint32(o + 16, u32(v.cap_offset, 'struct vfio_iommu_type1_info', 'cap_offset'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1144,6 +1210,7 @@ export const VfioIovaRange: StructCodec<T.VfioIovaRange> = new StructCodec<T.Vfi
   align: 8,
   littleEndian: true,
   offsets: { start: 0, end: 8 },
+  sizes: { start: 8, end: 8 },
   encodeInto(dv, o, v) {
     dv.setBigUint64(o, u64(v.start, 'struct vfio_iova_range', 'start'), true);
     dv.setBigUint64(o + 8, u64(v.end, 'struct vfio_iova_range', 'end'), true);
@@ -1173,31 +1240,37 @@ export const VfioIommuType1InfoCapIovaRange: StructCodec<T.VfioIommuType1InfoCap
       reserved: 12,
       iova_ranges: 16,
     },
+    sizes: {
+      header: 8,
+      'header.id': 2,
+      'header.version': 2,
+      'header.next': 4,
+      nr_iovas: 4,
+      reserved: 4,
+      iova_ranges: 0,
+    },
     flex: { name: 'iova_ranges', offset: 16, elementSize: 16, bytes: false, countedBy: 'nr_iovas' },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.nr_iovas, 32, 'struct vfio_iommu_type1_info_cap_iova_range', 'nr_iovas'), true);
-      dv.setUint32(o + 12, uint(v.reserved, 32, 'struct vfio_iommu_type1_info_cap_iova_range', 'reserved'), true);
-      if (v.iova_ranges !== undefined)
-        writeArray(
-          dv,
-          o + 16,
-          v.iova_ranges.length,
-          16,
-          v.iova_ranges,
-          (dv: DataView, p: number, x: Input<VfioIovaRange> | undefined) => VfioIovaRange.encodeInto(dv, p, x ?? EMPTY),
-          'struct vfio_iommu_type1_info_cap_iova_range',
-          'iova_ranges',
-        );
+      dv.setUint16(o, u16(n0.id, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.next'), true);
+      dv.setUint32(
+        o + 8,
+        u32(v.nr_iovas ?? v.iova_ranges?.length, 'struct vfio_iommu_type1_info_cap_iova_range', 'nr_iovas'),
+        true,
+      );
+      dv.setUint32(o + 12, u32(v.reserved, 'struct vfio_iommu_type1_info_cap_iova_range', 'reserved'), true);
+      const a1 = v.iova_ranges;
+      if (a1 !== undefined)
+        for (let i2 = 0; i2 < a1.length; i2++) {
+          VfioIovaRange.encodeInto(dv, o + 16 + i2 * 16, a1[i2] ?? EMPTY);
+        }
     },
     decodeFrom(dv, o, end = dv.byteLength) {
-      const count = dv.getUint32(o + 8, true);
-      const flex = readArray(dv, o + 16, fitting(Number(count), o + 16, end, 16), 16, (dv, p) =>
-        VfioIovaRange.decodeFrom(dv, p),
-      );
+      const count = fitting(Number(dv.getUint32(o + 8, true)), o + 16, end, 16);
+      const flex = new Array(count);
+      for (let i = 0; i < count; i++) flex[i] = VfioIovaRange.decodeFrom(dv, o + 16 + i * 16);
       return {
         header: { id: dv.getUint16(o, true), version: dv.getUint16(o + 2, true), next: dv.getUint32(o + 4, true) },
         nr_iovas: dv.getUint32(o + 8, true),
@@ -1227,13 +1300,22 @@ export const VfioIommuType1InfoCapMigration: StructCodec<T.VfioIommuType1InfoCap
       pgsize_bitmap: 16,
       max_dirty_bitmap_size: 24,
     },
+    sizes: {
+      header: 8,
+      'header.id': 2,
+      'header.version': 2,
+      'header.next': 4,
+      flags: 4,
+      pgsize_bitmap: 8,
+      max_dirty_bitmap_size: 8,
+    },
     encodeInto(dv, o, v) {
       zero(dv, o, 32);
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_iommu_type1_info_cap_migration', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_iommu_type1_info_cap_migration', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_iommu_type1_info_cap_migration', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.flags, 32, 'struct vfio_iommu_type1_info_cap_migration', 'flags'), true);
+      dv.setUint16(o, u16(n0.id, 'struct vfio_iommu_type1_info_cap_migration', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_iommu_type1_info_cap_migration', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_iommu_type1_info_cap_migration', 'header.next'), true);
+      dv.setUint32(o + 8, u32(v.flags, 'struct vfio_iommu_type1_info_cap_migration', 'flags'), true);
       dv.setBigUint64(
         o + 16,
         u64(v.pgsize_bitmap, 'struct vfio_iommu_type1_info_cap_migration', 'pgsize_bitmap'),
@@ -1267,12 +1349,13 @@ export const VfioIommuType1InfoDmaAvail: StructCodec<T.VfioIommuType1InfoDmaAvai
     align: 4,
     littleEndian: true,
     offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, avail: 8 },
+    sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, avail: 4 },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_iommu_type1_info_dma_avail', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_iommu_type1_info_dma_avail', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_iommu_type1_info_dma_avail', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.avail, 32, 'struct vfio_iommu_type1_info_dma_avail', 'avail'), true);
+      dv.setUint16(o, u16(n0.id, 'struct vfio_iommu_type1_info_dma_avail', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_iommu_type1_info_dma_avail', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_iommu_type1_info_dma_avail', 'header.next'), true);
+      dv.setUint32(o + 8, u32(v.avail, 'struct vfio_iommu_type1_info_dma_avail', 'avail'), true);
     },
     decodeFrom(dv, o) {
       return {
@@ -1295,10 +1378,11 @@ export const VfioIommuType1DmaMap: StructCodec<T.VfioIommuType1DmaMap> = new Str
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, vaddr: 8, iova: 16, size: 24 },
+  sizes: { argsz: 4, flags: 4, vaddr: 8, iova: 8, size: 8 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 32, 32, 'struct vfio_iommu_type1_dma_map', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_type1_dma_map', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? 32, 'struct vfio_iommu_type1_dma_map', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_type1_dma_map', 'flags'), true);
     dv.setBigUint64(o + 8, u64(v.vaddr, 'struct vfio_iommu_type1_dma_map', 'vaddr'), true);
     dv.setBigUint64(o + 16, u64(v.iova, 'struct vfio_iommu_type1_dma_map', 'iova'), true);
     dv.setBigUint64(o + 24, u64(v.size, 'struct vfio_iommu_type1_dma_map', 'size'), true);
@@ -1325,6 +1409,7 @@ export const VfioBitmap: StructCodec<T.VfioBitmap> = new StructCodec<T.VfioBitma
   align: 8,
   littleEndian: true,
   offsets: { pgsize: 0, size: 8, data: 16 },
+  sizes: { pgsize: 8, size: 8, data: 8 },
   encodeInto(dv, o, v) {
     dv.setBigUint64(o, u64(v.pgsize, 'struct vfio_bitmap', 'pgsize'), true);
     dv.setBigUint64(o + 8, u64(v.size, 'struct vfio_bitmap', 'size'), true);
@@ -1352,15 +1437,16 @@ export const VfioIommuType1DmaUnmap: StructCodec<T.VfioIommuType1DmaUnmap> = new
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, iova: 8, size: 16, data: 24 },
+  sizes: { argsz: 4, flags: 4, iova: 8, size: 8, data: 0 },
   sizePrefix: 'argsz',
   flex: { name: 'data', offset: 24, elementSize: 1, bytes: true },
   encodeInto(dv, o, v) {
     const len = Math.max(24, 24 + (v.data?.length ?? 0) * 1);
-    dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_iommu_type1_dma_unmap', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_type1_dma_unmap', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_iommu_type1_dma_unmap', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_type1_dma_unmap', 'flags'), true);
     dv.setBigUint64(o + 8, u64(v.iova, 'struct vfio_iommu_type1_dma_unmap', 'iova'), true);
     dv.setBigUint64(o + 16, u64(v.size, 'struct vfio_iommu_type1_dma_unmap', 'size'), true);
-    if (v.data !== undefined) new Uint8Array(dv.buffer, dv.byteOffset + o + 24, v.data.length).set(v.data);
+    if (v.data !== undefined) putBytes(dv, o + 24, v.data.length, v.data, 'struct vfio_iommu_type1_dma_unmap', 'data');
   },
   decodeFrom(dv, o, end = dv.byteLength) {
     const fe = Math.min(end, o + dv.getUint32(o, true));
@@ -1389,13 +1475,15 @@ export const VfioIommuType1DirtyBitmap: StructCodec<T.VfioIommuType1DirtyBitmap>
     align: 4,
     littleEndian: true,
     offsets: { argsz: 0, flags: 4, data: 8 },
+    sizes: { argsz: 4, flags: 4, data: 0 },
     sizePrefix: 'argsz',
     flex: { name: 'data', offset: 8, elementSize: 1, bytes: true },
     encodeInto(dv, o, v) {
       const len = Math.max(8, 8 + (v.data?.length ?? 0) * 1);
-      dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_iommu_type1_dirty_bitmap', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_type1_dirty_bitmap', 'flags'), true);
-      if (v.data !== undefined) new Uint8Array(dv.buffer, dv.byteOffset + o + 8, v.data.length).set(v.data);
+      dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_iommu_type1_dirty_bitmap', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_type1_dirty_bitmap', 'flags'), true);
+      if (v.data !== undefined)
+        putBytes(dv, o + 8, v.data.length, v.data, 'struct vfio_iommu_type1_dirty_bitmap', 'data');
     },
     decodeFrom(dv, o, end = dv.byteLength) {
       const fe = Math.min(end, o + dv.getUint32(o, true));
@@ -1416,6 +1504,7 @@ export const VfioIommuType1DirtyBitmapGet: StructCodec<T.VfioIommuType1DirtyBitm
     align: 8,
     littleEndian: true,
     offsets: { iova: 0, size: 8, bitmap: 16, 'bitmap.pgsize': 16, 'bitmap.size': 24, 'bitmap.data': 32 },
+    sizes: { iova: 8, size: 8, bitmap: 24, 'bitmap.pgsize': 8, 'bitmap.size': 8, 'bitmap.data': 8 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.iova, 'struct vfio_iommu_type1_dirty_bitmap_get', 'iova'), true);
       dv.setBigUint64(o + 8, u64(v.size, 'struct vfio_iommu_type1_dirty_bitmap_get', 'size'), true);
@@ -1449,19 +1538,15 @@ export const VfioIommuSpaprTceDdwInfo: StructCodec<T.VfioIommuSpaprTceDdwInfo> =
     align: 8,
     littleEndian: true,
     offsets: { pgsizes: 0, max_dynamic_windows_supported: 8, levels: 12 },
+    sizes: { pgsizes: 8, max_dynamic_windows_supported: 4, levels: 4 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.pgsizes, 'struct vfio_iommu_spapr_tce_ddw_info', 'pgsizes'), true);
       dv.setUint32(
         o + 8,
-        uint(
-          v.max_dynamic_windows_supported,
-          32,
-          'struct vfio_iommu_spapr_tce_ddw_info',
-          'max_dynamic_windows_supported',
-        ),
+        u32(v.max_dynamic_windows_supported, 'struct vfio_iommu_spapr_tce_ddw_info', 'max_dynamic_windows_supported'),
         true,
       );
-      dv.setUint32(o + 12, uint(v.levels, 32, 'struct vfio_iommu_spapr_tce_ddw_info', 'levels'), true);
+      dv.setUint32(o + 12, u32(v.levels, 'struct vfio_iommu_spapr_tce_ddw_info', 'levels'), true);
     },
     decodeFrom(dv, o) {
       return {
@@ -1492,25 +1577,30 @@ export const VfioIommuSpaprTceInfo: StructCodec<T.VfioIommuSpaprTceInfo> = new S
     'ddw.max_dynamic_windows_supported': 24,
     'ddw.levels': 28,
   },
+  sizes: {
+    argsz: 4,
+    flags: 4,
+    dma32_window_start: 4,
+    dma32_window_size: 4,
+    ddw: 16,
+    'ddw.pgsizes': 8,
+    'ddw.max_dynamic_windows_supported': 4,
+    'ddw.levels': 4,
+  },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 32, 32, 'struct vfio_iommu_spapr_tce_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_spapr_tce_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.dma32_window_start, 32, 'struct vfio_iommu_spapr_tce_info', 'dma32_window_start'), true);
-    dv.setUint32(o + 12, uint(v.dma32_window_size, 32, 'struct vfio_iommu_spapr_tce_info', 'dma32_window_size'), true);
+    dv.setUint32(o, u32(v.argsz ?? 32, 'struct vfio_iommu_spapr_tce_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_spapr_tce_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.dma32_window_start, 'struct vfio_iommu_spapr_tce_info', 'dma32_window_start'), true);
+    dv.setUint32(o + 12, u32(v.dma32_window_size, 'struct vfio_iommu_spapr_tce_info', 'dma32_window_size'), true);
     const n0 = v.ddw ?? EMPTY;
     dv.setBigUint64(o + 16, u64(n0.pgsizes, 'struct vfio_iommu_spapr_tce_info', 'ddw.pgsizes'), true);
     dv.setUint32(
       o + 24,
-      uint(
-        n0.max_dynamic_windows_supported,
-        32,
-        'struct vfio_iommu_spapr_tce_info',
-        'ddw.max_dynamic_windows_supported',
-      ),
+      u32(n0.max_dynamic_windows_supported, 'struct vfio_iommu_spapr_tce_info', 'ddw.max_dynamic_windows_supported'),
       true,
     );
-    dv.setUint32(o + 28, uint(n0.levels, 32, 'struct vfio_iommu_spapr_tce_info', 'ddw.levels'), true);
+    dv.setUint32(o + 28, u32(n0.levels, 'struct vfio_iommu_spapr_tce_info', 'ddw.levels'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1538,9 +1628,10 @@ export const VfioEehPeErr: StructCodec<T.VfioEehPeErr> = new StructCodec<T.VfioE
   align: 8,
   littleEndian: true,
   offsets: { type: 0, func: 4, addr: 8, mask: 16 },
+  sizes: { type: 4, func: 4, addr: 8, mask: 8 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.type, 32, 'struct vfio_eeh_pe_err', 'type'), true);
-    dv.setUint32(o + 4, uint(v.func, 32, 'struct vfio_eeh_pe_err', 'func'), true);
+    dv.setUint32(o, u32(v.type, 'struct vfio_eeh_pe_err', 'type'), true);
+    dv.setUint32(o + 4, u32(v.func, 'struct vfio_eeh_pe_err', 'func'), true);
     dv.setBigUint64(o + 8, u64(v.addr, 'struct vfio_eeh_pe_err', 'addr'), true);
     dv.setBigUint64(o + 16, u64(v.mask, 'struct vfio_eeh_pe_err', 'mask'), true);
   },
@@ -1565,16 +1656,17 @@ export const VfioEehPeOp: StructCodec<T.VfioEehPeOp> = new StructCodec<T.VfioEeh
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, op: 8, err: 16, 'err.type': 16, 'err.func': 20, 'err.addr': 24, 'err.mask': 32 },
+  sizes: { argsz: 4, flags: 4, op: 4, err: 24, 'err.type': 4, 'err.func': 4, 'err.addr': 8, 'err.mask': 8 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
     zero(dv, o, 40);
-    dv.setUint32(o, uint(v.argsz ?? 40, 32, 'struct vfio_eeh_pe_op', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_eeh_pe_op', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.op, 32, 'struct vfio_eeh_pe_op', 'op'), true);
+    dv.setUint32(o, u32(v.argsz ?? 40, 'struct vfio_eeh_pe_op', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_eeh_pe_op', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.op, 'struct vfio_eeh_pe_op', 'op'), true);
     if (v.err !== undefined) {
       const n0 = v.err;
-      dv.setUint32(o + 16, uint(n0.type, 32, 'struct vfio_eeh_pe_op', 'err.type'), true);
-      dv.setUint32(o + 20, uint(n0.func, 32, 'struct vfio_eeh_pe_op', 'err.func'), true);
+      dv.setUint32(o + 16, u32(n0.type, 'struct vfio_eeh_pe_op', 'err.type'), true);
+      dv.setUint32(o + 20, u32(n0.func, 'struct vfio_eeh_pe_op', 'err.func'), true);
       dv.setBigUint64(o + 24, u64(n0.addr, 'struct vfio_eeh_pe_op', 'err.addr'), true);
       dv.setBigUint64(o + 32, u64(n0.mask, 'struct vfio_eeh_pe_op', 'err.mask'), true);
     }
@@ -1608,10 +1700,11 @@ export const VfioIommuSpaprRegisterMemory: StructCodec<T.VfioIommuSpaprRegisterM
     align: 8,
     littleEndian: true,
     offsets: { argsz: 0, flags: 4, vaddr: 8, size: 16 },
+    sizes: { argsz: 4, flags: 4, vaddr: 8, size: 8 },
     sizePrefix: 'argsz',
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.argsz ?? 24, 32, 'struct vfio_iommu_spapr_register_memory', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_spapr_register_memory', 'flags'), true);
+      dv.setUint32(o, u32(v.argsz ?? 24, 'struct vfio_iommu_spapr_register_memory', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_spapr_register_memory', 'flags'), true);
       dv.setBigUint64(o + 8, u64(v.vaddr, 'struct vfio_iommu_spapr_register_memory', 'vaddr'), true);
       dv.setBigUint64(o + 16, u64(v.size, 'struct vfio_iommu_spapr_register_memory', 'size'), true);
     },
@@ -1648,15 +1741,16 @@ export const VfioIommuSpaprTceCreate: StructCodec<T.VfioIommuSpaprTceCreate> =
       __resv2: 28,
       start_addr: 32,
     },
+    sizes: { argsz: 4, flags: 4, page_shift: 4, __resv1: 4, window_size: 8, levels: 4, __resv2: 4, start_addr: 8 },
     sizePrefix: 'argsz',
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.argsz ?? 40, 32, 'struct vfio_iommu_spapr_tce_create', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_spapr_tce_create', 'flags'), true);
-      dv.setUint32(o + 8, uint(v.page_shift, 32, 'struct vfio_iommu_spapr_tce_create', 'page_shift'), true);
-      dv.setUint32(o + 12, uint(v.__resv1, 32, 'struct vfio_iommu_spapr_tce_create', '__resv1'), true);
+      dv.setUint32(o, u32(v.argsz ?? 40, 'struct vfio_iommu_spapr_tce_create', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_spapr_tce_create', 'flags'), true);
+      dv.setUint32(o + 8, u32(v.page_shift, 'struct vfio_iommu_spapr_tce_create', 'page_shift'), true);
+      dv.setUint32(o + 12, u32(v.__resv1, 'struct vfio_iommu_spapr_tce_create', '__resv1'), true);
       dv.setBigUint64(o + 16, u64(v.window_size, 'struct vfio_iommu_spapr_tce_create', 'window_size'), true);
-      dv.setUint32(o + 24, uint(v.levels, 32, 'struct vfio_iommu_spapr_tce_create', 'levels'), true);
-      dv.setUint32(o + 28, uint(v.__resv2, 32, 'struct vfio_iommu_spapr_tce_create', '__resv2'), true);
+      dv.setUint32(o + 24, u32(v.levels, 'struct vfio_iommu_spapr_tce_create', 'levels'), true);
+      dv.setUint32(o + 28, u32(v.__resv2, 'struct vfio_iommu_spapr_tce_create', '__resv2'), true);
       dv.setBigUint64(o + 32, u64(v.start_addr, 'struct vfio_iommu_spapr_tce_create', 'start_addr'), true);
     },
     decodeFrom(dv, o) {
@@ -1687,10 +1781,11 @@ export const VfioIommuSpaprTceRemove: StructCodec<T.VfioIommuSpaprTceRemove> =
     align: 8,
     littleEndian: true,
     offsets: { argsz: 0, flags: 4, start_addr: 8 },
+    sizes: { argsz: 4, flags: 4, start_addr: 8 },
     sizePrefix: 'argsz',
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.argsz ?? 16, 32, 'struct vfio_iommu_spapr_tce_remove', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_spapr_tce_remove', 'flags'), true);
+      dv.setUint32(o, u32(v.argsz ?? 16, 'struct vfio_iommu_spapr_tce_remove', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_spapr_tce_remove', 'flags'), true);
       dv.setBigUint64(o + 8, u64(v.start_addr, 'struct vfio_iommu_spapr_tce_remove', 'start_addr'), true);
     },
     decodeFrom(dv, o) {

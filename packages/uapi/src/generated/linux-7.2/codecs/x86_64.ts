@@ -3,16 +3,16 @@
 import {
   StructCodec,
   EMPTY,
-  uint,
-  sint,
+  u8,
+  u16,
+  u32,
+  s32,
   u64,
+  tooMany,
   putBytes,
   getBytes,
   zero,
-  readArray,
-  writeArray,
   fitting,
-  type Input,
 } from '../../../runtime/index.js';
 import type * as T from '../types.js';
 /**
@@ -28,10 +28,11 @@ export const IommuDestroy: StructCodec<T.IommuDestroy> = new StructCodec<T.Iommu
   align: 4,
   littleEndian: true,
   offsets: { size: 0, id: 4 },
+  sizes: { size: 4, id: 4 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 8, 32, 'struct iommu_destroy', 'size'), true);
-    dv.setUint32(o + 4, uint(v.id, 32, 'struct iommu_destroy', 'id'), true);
+    dv.setUint32(o, u32(v.size ?? 8, 'struct iommu_destroy', 'size'), true);
+    dv.setUint32(o + 4, u32(v.id, 'struct iommu_destroy', 'id'), true);
   },
   decodeFrom(dv, o) {
     return { size: dv.getUint32(o, true), id: dv.getUint32(o + 4, true) };
@@ -51,11 +52,12 @@ export const IommuIoasAlloc: StructCodec<T.IommuIoasAlloc> = new StructCodec<T.I
   align: 4,
   littleEndian: true,
   offsets: { size: 0, flags: 4, out_ioas_id: 8 },
+  sizes: { size: 4, flags: 4, out_ioas_id: 4 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 12, 32, 'struct iommu_ioas_alloc', 'size'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_ioas_alloc', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.out_ioas_id, 32, 'struct iommu_ioas_alloc', 'out_ioas_id'), true);
+    dv.setUint32(o, u32(v.size ?? 12, 'struct iommu_ioas_alloc', 'size'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct iommu_ioas_alloc', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.out_ioas_id, 'struct iommu_ioas_alloc', 'out_ioas_id'), true);
   },
   decodeFrom(dv, o) {
     return { size: dv.getUint32(o, true), flags: dv.getUint32(o + 4, true), out_ioas_id: dv.getUint32(o + 8, true) };
@@ -75,6 +77,7 @@ export const IommuIovaRange: StructCodec<T.IommuIovaRange> = new StructCodec<T.I
   align: 8,
   littleEndian: true,
   offsets: { start: 0, last: 8 },
+  sizes: { start: 8, last: 8 },
   encodeInto(dv, o, v) {
     dv.setBigUint64(o, u64(v.start, 'struct iommu_iova_range', 'start'), true);
     dv.setBigUint64(o + 8, u64(v.last, 'struct iommu_iova_range', 'last'), true);
@@ -97,12 +100,13 @@ export const IommuIoasIovaRanges: StructCodec<T.IommuIoasIovaRanges> = new Struc
   align: 8,
   littleEndian: true,
   offsets: { size: 0, ioas_id: 4, num_iovas: 8, __reserved: 12, allowed_iovas: 16, out_iova_alignment: 24 },
+  sizes: { size: 4, ioas_id: 4, num_iovas: 4, __reserved: 4, allowed_iovas: 8, out_iova_alignment: 8 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 32, 32, 'struct iommu_ioas_iova_ranges', 'size'), true);
-    dv.setUint32(o + 4, uint(v.ioas_id, 32, 'struct iommu_ioas_iova_ranges', 'ioas_id'), true);
-    dv.setUint32(o + 8, uint(v.num_iovas, 32, 'struct iommu_ioas_iova_ranges', 'num_iovas'), true);
-    dv.setUint32(o + 12, uint(v.__reserved, 32, 'struct iommu_ioas_iova_ranges', '__reserved'), true);
+    dv.setUint32(o, u32(v.size ?? 32, 'struct iommu_ioas_iova_ranges', 'size'), true);
+    dv.setUint32(o + 4, u32(v.ioas_id, 'struct iommu_ioas_iova_ranges', 'ioas_id'), true);
+    dv.setUint32(o + 8, u32(v.num_iovas, 'struct iommu_ioas_iova_ranges', 'num_iovas'), true);
+    dv.setUint32(o + 12, u32(v.__reserved, 'struct iommu_ioas_iova_ranges', '__reserved'), true);
     dv.setBigUint64(o + 16, u64(v.allowed_iovas, 'struct iommu_ioas_iova_ranges', 'allowed_iovas'), true);
     dv.setBigUint64(o + 24, u64(v.out_iova_alignment, 'struct iommu_ioas_iova_ranges', 'out_iova_alignment'), true);
   },
@@ -131,12 +135,13 @@ export const IommuIoasAllowIovas: StructCodec<T.IommuIoasAllowIovas> = new Struc
   align: 8,
   littleEndian: true,
   offsets: { size: 0, ioas_id: 4, num_iovas: 8, __reserved: 12, allowed_iovas: 16 },
+  sizes: { size: 4, ioas_id: 4, num_iovas: 4, __reserved: 4, allowed_iovas: 8 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 24, 32, 'struct iommu_ioas_allow_iovas', 'size'), true);
-    dv.setUint32(o + 4, uint(v.ioas_id, 32, 'struct iommu_ioas_allow_iovas', 'ioas_id'), true);
-    dv.setUint32(o + 8, uint(v.num_iovas, 32, 'struct iommu_ioas_allow_iovas', 'num_iovas'), true);
-    dv.setUint32(o + 12, uint(v.__reserved, 32, 'struct iommu_ioas_allow_iovas', '__reserved'), true);
+    dv.setUint32(o, u32(v.size ?? 24, 'struct iommu_ioas_allow_iovas', 'size'), true);
+    dv.setUint32(o + 4, u32(v.ioas_id, 'struct iommu_ioas_allow_iovas', 'ioas_id'), true);
+    dv.setUint32(o + 8, u32(v.num_iovas, 'struct iommu_ioas_allow_iovas', 'num_iovas'), true);
+    dv.setUint32(o + 12, u32(v.__reserved, 'struct iommu_ioas_allow_iovas', '__reserved'), true);
     dv.setBigUint64(o + 16, u64(v.allowed_iovas, 'struct iommu_ioas_allow_iovas', 'allowed_iovas'), true);
   },
   decodeFrom(dv, o) {
@@ -163,12 +168,13 @@ export const IommuIoasMap: StructCodec<T.IommuIoasMap> = new StructCodec<T.Iommu
   align: 8,
   littleEndian: true,
   offsets: { size: 0, flags: 4, ioas_id: 8, __reserved: 12, user_va: 16, length: 24, iova: 32 },
+  sizes: { size: 4, flags: 4, ioas_id: 4, __reserved: 4, user_va: 8, length: 8, iova: 8 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 40, 32, 'struct iommu_ioas_map', 'size'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_ioas_map', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.ioas_id, 32, 'struct iommu_ioas_map', 'ioas_id'), true);
-    dv.setUint32(o + 12, uint(v.__reserved, 32, 'struct iommu_ioas_map', '__reserved'), true);
+    dv.setUint32(o, u32(v.size ?? 40, 'struct iommu_ioas_map', 'size'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct iommu_ioas_map', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.ioas_id, 'struct iommu_ioas_map', 'ioas_id'), true);
+    dv.setUint32(o + 12, u32(v.__reserved, 'struct iommu_ioas_map', '__reserved'), true);
     dv.setBigUint64(o + 16, u64(v.user_va, 'struct iommu_ioas_map', 'user_va'), true);
     dv.setBigUint64(o + 24, u64(v.length, 'struct iommu_ioas_map', 'length'), true);
     dv.setBigUint64(o + 32, u64(v.iova, 'struct iommu_ioas_map', 'iova'), true);
@@ -199,12 +205,13 @@ export const IommuIoasMapFile: StructCodec<T.IommuIoasMapFile> = new StructCodec
   align: 8,
   littleEndian: true,
   offsets: { size: 0, flags: 4, ioas_id: 8, fd: 12, start: 16, length: 24, iova: 32 },
+  sizes: { size: 4, flags: 4, ioas_id: 4, fd: 4, start: 8, length: 8, iova: 8 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 40, 32, 'struct iommu_ioas_map_file', 'size'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_ioas_map_file', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.ioas_id, 32, 'struct iommu_ioas_map_file', 'ioas_id'), true);
-    dv.setInt32(o + 12, sint(v.fd, 32, 'struct iommu_ioas_map_file', 'fd'), true);
+    dv.setUint32(o, u32(v.size ?? 40, 'struct iommu_ioas_map_file', 'size'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct iommu_ioas_map_file', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.ioas_id, 'struct iommu_ioas_map_file', 'ioas_id'), true);
+    dv.setInt32(o + 12, s32(v.fd, 'struct iommu_ioas_map_file', 'fd'), true);
     dv.setBigUint64(o + 16, u64(v.start, 'struct iommu_ioas_map_file', 'start'), true);
     dv.setBigUint64(o + 24, u64(v.length, 'struct iommu_ioas_map_file', 'length'), true);
     dv.setBigUint64(o + 32, u64(v.iova, 'struct iommu_ioas_map_file', 'iova'), true);
@@ -235,12 +242,13 @@ export const IommuIoasCopy: StructCodec<T.IommuIoasCopy> = new StructCodec<T.Iom
   align: 8,
   littleEndian: true,
   offsets: { size: 0, flags: 4, dst_ioas_id: 8, src_ioas_id: 12, length: 16, dst_iova: 24, src_iova: 32 },
+  sizes: { size: 4, flags: 4, dst_ioas_id: 4, src_ioas_id: 4, length: 8, dst_iova: 8, src_iova: 8 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 40, 32, 'struct iommu_ioas_copy', 'size'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_ioas_copy', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.dst_ioas_id, 32, 'struct iommu_ioas_copy', 'dst_ioas_id'), true);
-    dv.setUint32(o + 12, uint(v.src_ioas_id, 32, 'struct iommu_ioas_copy', 'src_ioas_id'), true);
+    dv.setUint32(o, u32(v.size ?? 40, 'struct iommu_ioas_copy', 'size'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct iommu_ioas_copy', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.dst_ioas_id, 'struct iommu_ioas_copy', 'dst_ioas_id'), true);
+    dv.setUint32(o + 12, u32(v.src_ioas_id, 'struct iommu_ioas_copy', 'src_ioas_id'), true);
     dv.setBigUint64(o + 16, u64(v.length, 'struct iommu_ioas_copy', 'length'), true);
     dv.setBigUint64(o + 24, u64(v.dst_iova, 'struct iommu_ioas_copy', 'dst_iova'), true);
     dv.setBigUint64(o + 32, u64(v.src_iova, 'struct iommu_ioas_copy', 'src_iova'), true);
@@ -271,10 +279,11 @@ export const IommuIoasUnmap: StructCodec<T.IommuIoasUnmap> = new StructCodec<T.I
   align: 8,
   littleEndian: true,
   offsets: { size: 0, ioas_id: 4, iova: 8, length: 16 },
+  sizes: { size: 4, ioas_id: 4, iova: 8, length: 8 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 24, 32, 'struct iommu_ioas_unmap', 'size'), true);
-    dv.setUint32(o + 4, uint(v.ioas_id, 32, 'struct iommu_ioas_unmap', 'ioas_id'), true);
+    dv.setUint32(o, u32(v.size ?? 24, 'struct iommu_ioas_unmap', 'size'), true);
+    dv.setUint32(o + 4, u32(v.ioas_id, 'struct iommu_ioas_unmap', 'ioas_id'), true);
     dv.setBigUint64(o + 8, u64(v.iova, 'struct iommu_ioas_unmap', 'iova'), true);
     dv.setBigUint64(o + 16, u64(v.length, 'struct iommu_ioas_unmap', 'length'), true);
   },
@@ -301,13 +310,14 @@ export const IommuOption: StructCodec<T.IommuOption> = new StructCodec<T.IommuOp
   align: 8,
   littleEndian: true,
   offsets: { size: 0, option_id: 4, op: 8, __reserved: 10, object_id: 12, val64: 16 },
+  sizes: { size: 4, option_id: 4, op: 2, __reserved: 2, object_id: 4, val64: 8 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 24, 32, 'struct iommu_option', 'size'), true);
-    dv.setUint32(o + 4, uint(v.option_id, 32, 'struct iommu_option', 'option_id'), true);
-    dv.setUint16(o + 8, uint(v.op, 16, 'struct iommu_option', 'op'), true);
-    dv.setUint16(o + 10, uint(v.__reserved, 16, 'struct iommu_option', '__reserved'), true);
-    dv.setUint32(o + 12, uint(v.object_id, 32, 'struct iommu_option', 'object_id'), true);
+    dv.setUint32(o, u32(v.size ?? 24, 'struct iommu_option', 'size'), true);
+    dv.setUint32(o + 4, u32(v.option_id, 'struct iommu_option', 'option_id'), true);
+    dv.setUint16(o + 8, u16(v.op, 'struct iommu_option', 'op'), true);
+    dv.setUint16(o + 10, u16(v.__reserved, 'struct iommu_option', '__reserved'), true);
+    dv.setUint32(o + 12, u32(v.object_id, 'struct iommu_option', 'object_id'), true);
     dv.setBigUint64(o + 16, u64(v.val64, 'struct iommu_option', 'val64'), true);
   },
   decodeFrom(dv, o) {
@@ -335,12 +345,13 @@ export const IommuVfioIoas: StructCodec<T.IommuVfioIoas> = new StructCodec<T.Iom
   align: 4,
   littleEndian: true,
   offsets: { size: 0, ioas_id: 4, op: 8, __reserved: 10 },
+  sizes: { size: 4, ioas_id: 4, op: 2, __reserved: 2 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 12, 32, 'struct iommu_vfio_ioas', 'size'), true);
-    dv.setUint32(o + 4, uint(v.ioas_id, 32, 'struct iommu_vfio_ioas', 'ioas_id'), true);
-    dv.setUint16(o + 8, uint(v.op, 16, 'struct iommu_vfio_ioas', 'op'), true);
-    dv.setUint16(o + 10, uint(v.__reserved, 16, 'struct iommu_vfio_ioas', '__reserved'), true);
+    dv.setUint32(o, u32(v.size ?? 12, 'struct iommu_vfio_ioas', 'size'), true);
+    dv.setUint32(o + 4, u32(v.ioas_id, 'struct iommu_vfio_ioas', 'ioas_id'), true);
+    dv.setUint16(o + 8, u16(v.op, 'struct iommu_vfio_ioas', 'op'), true);
+    dv.setUint16(o + 10, u16(v.__reserved, 'struct iommu_vfio_ioas', '__reserved'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -365,11 +376,12 @@ export const IommuHwptVtdS1: StructCodec<T.IommuHwptVtdS1> = new StructCodec<T.I
   align: 8,
   littleEndian: true,
   offsets: { flags: 0, pgtbl_addr: 8, addr_width: 16, __reserved: 20 },
+  sizes: { flags: 8, pgtbl_addr: 8, addr_width: 4, __reserved: 4 },
   encodeInto(dv, o, v) {
     dv.setBigUint64(o, u64(v.flags, 'struct iommu_hwpt_vtd_s1', 'flags'), true);
     dv.setBigUint64(o + 8, u64(v.pgtbl_addr, 'struct iommu_hwpt_vtd_s1', 'pgtbl_addr'), true);
-    dv.setUint32(o + 16, uint(v.addr_width, 32, 'struct iommu_hwpt_vtd_s1', 'addr_width'), true);
-    dv.setUint32(o + 20, uint(v.__reserved, 32, 'struct iommu_hwpt_vtd_s1', '__reserved'), true);
+    dv.setUint32(o + 16, u32(v.addr_width, 'struct iommu_hwpt_vtd_s1', 'addr_width'), true);
+    dv.setUint32(o + 20, u32(v.__reserved, 'struct iommu_hwpt_vtd_s1', '__reserved'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -394,21 +406,18 @@ export const IommuHwptArmSmmuv3: StructCodec<T.IommuHwptArmSmmuv3> = new StructC
   align: 8,
   littleEndian: true,
   offsets: { ste: 0 },
+  sizes: { ste: 16 },
   encodeInto(dv, o, v) {
-    writeArray(
-      dv,
-      o,
-      2,
-      8,
-      v.ste,
-      (dv: DataView, p: number, x: bigint | number | undefined) =>
-        dv.setBigUint64(p, u64(x, 'struct iommu_hwpt_arm_smmuv3', 'ste'), true),
-      'struct iommu_hwpt_arm_smmuv3',
-      'ste',
-    );
+    const a0 = v.ste;
+    if (a0 !== undefined && a0.length > 2) tooMany('struct iommu_hwpt_arm_smmuv3', 'ste', a0.length, 2);
+    for (let i1 = 0; i1 < 2; i1++) {
+      dv.setBigUint64(o + i1 * 8, u64(a0?.[i1], 'struct iommu_hwpt_arm_smmuv3', 'ste'), true);
+    }
   },
   decodeFrom(dv, o) {
-    return { ste: readArray(dv, o, 2, 8, (dv, p) => dv.getBigUint64(p, true)) };
+    const a0 = new Array(2);
+    for (let i1 = 0; i1 < 2; i1++) a0[i1] = dv.getBigUint64(o + i1 * 8, true);
+    return { ste: a0 };
   },
 });
 export type IommuHwptArmSmmuv3 = T.IommuHwptArmSmmuv3;
@@ -425,21 +434,18 @@ export const IommuHwptAmdGuest: StructCodec<T.IommuHwptAmdGuest> = new StructCod
   align: 8,
   littleEndian: true,
   offsets: { dte: 0 },
+  sizes: { dte: 32 },
   encodeInto(dv, o, v) {
-    writeArray(
-      dv,
-      o,
-      4,
-      8,
-      v.dte,
-      (dv: DataView, p: number, x: bigint | number | undefined) =>
-        dv.setBigUint64(p, u64(x, 'struct iommu_hwpt_amd_guest', 'dte'), true),
-      'struct iommu_hwpt_amd_guest',
-      'dte',
-    );
+    const a0 = v.dte;
+    if (a0 !== undefined && a0.length > 4) tooMany('struct iommu_hwpt_amd_guest', 'dte', a0.length, 4);
+    for (let i1 = 0; i1 < 4; i1++) {
+      dv.setBigUint64(o + i1 * 8, u64(a0?.[i1], 'struct iommu_hwpt_amd_guest', 'dte'), true);
+    }
   },
   decodeFrom(dv, o) {
-    return { dte: readArray(dv, o, 4, 8, (dv, p) => dv.getBigUint64(p, true)) };
+    const a0 = new Array(4);
+    for (let i1 = 0; i1 < 4; i1++) a0[i1] = dv.getBigUint64(o + i1 * 8, true);
+    return { dte: a0 };
   },
 });
 export type IommuHwptAmdGuest = T.IommuHwptAmdGuest;
@@ -468,19 +474,32 @@ export const IommuHwptAlloc: StructCodec<T.IommuHwptAlloc> = new StructCodec<T.I
     fault_id: 40,
     __reserved2: 44,
   },
+  sizes: {
+    size: 4,
+    flags: 4,
+    dev_id: 4,
+    pt_id: 4,
+    out_hwpt_id: 4,
+    __reserved: 4,
+    data_type: 4,
+    data_len: 4,
+    data_uptr: 8,
+    fault_id: 4,
+    __reserved2: 4,
+  },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 48, 32, 'struct iommu_hwpt_alloc', 'size'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_hwpt_alloc', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.dev_id, 32, 'struct iommu_hwpt_alloc', 'dev_id'), true);
-    dv.setUint32(o + 12, uint(v.pt_id, 32, 'struct iommu_hwpt_alloc', 'pt_id'), true);
-    dv.setUint32(o + 16, uint(v.out_hwpt_id, 32, 'struct iommu_hwpt_alloc', 'out_hwpt_id'), true);
-    dv.setUint32(o + 20, uint(v.__reserved, 32, 'struct iommu_hwpt_alloc', '__reserved'), true);
-    dv.setUint32(o + 24, uint(v.data_type, 32, 'struct iommu_hwpt_alloc', 'data_type'), true);
-    dv.setUint32(o + 28, uint(v.data_len, 32, 'struct iommu_hwpt_alloc', 'data_len'), true);
+    dv.setUint32(o, u32(v.size ?? 48, 'struct iommu_hwpt_alloc', 'size'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct iommu_hwpt_alloc', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.dev_id, 'struct iommu_hwpt_alloc', 'dev_id'), true);
+    dv.setUint32(o + 12, u32(v.pt_id, 'struct iommu_hwpt_alloc', 'pt_id'), true);
+    dv.setUint32(o + 16, u32(v.out_hwpt_id, 'struct iommu_hwpt_alloc', 'out_hwpt_id'), true);
+    dv.setUint32(o + 20, u32(v.__reserved, 'struct iommu_hwpt_alloc', '__reserved'), true);
+    dv.setUint32(o + 24, u32(v.data_type, 'struct iommu_hwpt_alloc', 'data_type'), true);
+    dv.setUint32(o + 28, u32(v.data_len, 'struct iommu_hwpt_alloc', 'data_len'), true);
     dv.setBigUint64(o + 32, u64(v.data_uptr, 'struct iommu_hwpt_alloc', 'data_uptr'), true);
-    dv.setUint32(o + 40, uint(v.fault_id, 32, 'struct iommu_hwpt_alloc', 'fault_id'), true);
-    dv.setUint32(o + 44, uint(v.__reserved2, 32, 'struct iommu_hwpt_alloc', '__reserved2'), true);
+    dv.setUint32(o + 40, u32(v.fault_id, 'struct iommu_hwpt_alloc', 'fault_id'), true);
+    dv.setUint32(o + 44, u32(v.__reserved2, 'struct iommu_hwpt_alloc', '__reserved2'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -512,9 +531,10 @@ export const IommuHwInfoVtd: StructCodec<T.IommuHwInfoVtd> = new StructCodec<T.I
   align: 8,
   littleEndian: true,
   offsets: { flags: 0, __reserved: 4, cap_reg: 8, ecap_reg: 16 },
+  sizes: { flags: 4, __reserved: 4, cap_reg: 8, ecap_reg: 8 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.flags, 32, 'struct iommu_hw_info_vtd', 'flags'), true);
-    dv.setUint32(o + 4, uint(v.__reserved, 32, 'struct iommu_hw_info_vtd', '__reserved'), true);
+    dv.setUint32(o, u32(v.flags, 'struct iommu_hw_info_vtd', 'flags'), true);
+    dv.setUint32(o + 4, u32(v.__reserved, 'struct iommu_hw_info_vtd', '__reserved'), true);
     dv.setBigUint64(o + 8, u64(v.cap_reg, 'struct iommu_hw_info_vtd', 'cap_reg'), true);
     dv.setBigUint64(o + 16, u64(v.ecap_reg, 'struct iommu_hw_info_vtd', 'ecap_reg'), true);
   },
@@ -541,28 +561,25 @@ export const IommuHwInfoArmSmmuv3: StructCodec<T.IommuHwInfoArmSmmuv3> = new Str
   align: 4,
   littleEndian: true,
   offsets: { flags: 0, __reserved: 4, idr: 8, iidr: 32, aidr: 36 },
+  sizes: { flags: 4, __reserved: 4, idr: 24, iidr: 4, aidr: 4 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.flags, 32, 'struct iommu_hw_info_arm_smmuv3', 'flags'), true);
-    dv.setUint32(o + 4, uint(v.__reserved, 32, 'struct iommu_hw_info_arm_smmuv3', '__reserved'), true);
-    writeArray(
-      dv,
-      o + 8,
-      6,
-      4,
-      v.idr,
-      (dv: DataView, p: number, x: number | undefined) =>
-        dv.setUint32(p, uint(x, 32, 'struct iommu_hw_info_arm_smmuv3', 'idr'), true),
-      'struct iommu_hw_info_arm_smmuv3',
-      'idr',
-    );
-    dv.setUint32(o + 32, uint(v.iidr, 32, 'struct iommu_hw_info_arm_smmuv3', 'iidr'), true);
-    dv.setUint32(o + 36, uint(v.aidr, 32, 'struct iommu_hw_info_arm_smmuv3', 'aidr'), true);
+    dv.setUint32(o, u32(v.flags, 'struct iommu_hw_info_arm_smmuv3', 'flags'), true);
+    dv.setUint32(o + 4, u32(v.__reserved, 'struct iommu_hw_info_arm_smmuv3', '__reserved'), true);
+    const a0 = v.idr;
+    if (a0 !== undefined && a0.length > 6) tooMany('struct iommu_hw_info_arm_smmuv3', 'idr', a0.length, 6);
+    for (let i1 = 0; i1 < 6; i1++) {
+      dv.setUint32(o + 8 + i1 * 4, u32(a0?.[i1], 'struct iommu_hw_info_arm_smmuv3', 'idr'), true);
+    }
+    dv.setUint32(o + 32, u32(v.iidr, 'struct iommu_hw_info_arm_smmuv3', 'iidr'), true);
+    dv.setUint32(o + 36, u32(v.aidr, 'struct iommu_hw_info_arm_smmuv3', 'aidr'), true);
   },
   decodeFrom(dv, o) {
+    const a0 = new Array(6);
+    for (let i1 = 0; i1 < 6; i1++) a0[i1] = dv.getUint32(o + 8 + i1 * 4, true);
     return {
       flags: dv.getUint32(o, true),
       __reserved: dv.getUint32(o + 4, true),
-      idr: readArray(dv, o + 8, 6, 4, (dv, p) => dv.getUint32(p, true)),
+      idr: a0,
       iidr: dv.getUint32(o + 32, true),
       aidr: dv.getUint32(o + 36, true),
     };
@@ -583,12 +600,13 @@ export const IommuHwInfoTegra241Cmdqv: StructCodec<T.IommuHwInfoTegra241Cmdqv> =
     align: 4,
     littleEndian: true,
     offsets: { flags: 0, version: 4, log2vcmdqs: 5, log2vsids: 6, __reserved: 7 },
+    sizes: { flags: 4, version: 1, log2vcmdqs: 1, log2vsids: 1, __reserved: 1 },
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.flags, 32, 'struct iommu_hw_info_tegra241_cmdqv', 'flags'), true);
-      dv.setUint8(o + 4, uint(v.version, 8, 'struct iommu_hw_info_tegra241_cmdqv', 'version'));
-      dv.setUint8(o + 5, uint(v.log2vcmdqs, 8, 'struct iommu_hw_info_tegra241_cmdqv', 'log2vcmdqs'));
-      dv.setUint8(o + 6, uint(v.log2vsids, 8, 'struct iommu_hw_info_tegra241_cmdqv', 'log2vsids'));
-      dv.setUint8(o + 7, uint(v.__reserved, 8, 'struct iommu_hw_info_tegra241_cmdqv', '__reserved'));
+      dv.setUint32(o, u32(v.flags, 'struct iommu_hw_info_tegra241_cmdqv', 'flags'), true);
+      dv.setUint8(o + 4, u8(v.version, 'struct iommu_hw_info_tegra241_cmdqv', 'version'));
+      dv.setUint8(o + 5, u8(v.log2vcmdqs, 'struct iommu_hw_info_tegra241_cmdqv', 'log2vcmdqs'));
+      dv.setUint8(o + 6, u8(v.log2vsids, 'struct iommu_hw_info_tegra241_cmdqv', 'log2vsids'));
+      dv.setUint8(o + 7, u8(v.__reserved, 'struct iommu_hw_info_tegra241_cmdqv', '__reserved'));
     },
     decodeFrom(dv, o) {
       return {
@@ -614,6 +632,7 @@ export const IommuHwInfoAmd: StructCodec<T.IommuHwInfoAmd> = new StructCodec<T.I
   align: 8,
   littleEndian: true,
   offsets: { efr: 0, efr2: 8 },
+  sizes: { efr: 8, efr2: 8 },
   encodeInto(dv, o, v) {
     dv.setBigUint64(o, u64(v.efr, 'struct iommu_hw_info_amd', 'efr'), true);
     dv.setBigUint64(o + 8, u64(v.efr2, 'struct iommu_hw_info_amd', 'efr2'), true);
@@ -647,19 +666,31 @@ export const IommuHwInfo: StructCodec<T.IommuHwInfo> = new StructCodec<T.IommuHw
     __reserved: 29,
     out_capabilities: 32,
   },
+  sizes: {
+    size: 4,
+    flags: 4,
+    dev_id: 4,
+    data_len: 4,
+    data_uptr: 8,
+    in_data_type: 4,
+    out_data_type: 4,
+    out_max_pasid_log2: 1,
+    __reserved: 3,
+    out_capabilities: 8,
+  },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
     zero(dv, o, 40);
-    dv.setUint32(o, uint(v.size ?? 40, 32, 'struct iommu_hw_info', 'size'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_hw_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.dev_id, 32, 'struct iommu_hw_info', 'dev_id'), true);
-    dv.setUint32(o + 12, uint(v.data_len, 32, 'struct iommu_hw_info', 'data_len'), true);
+    dv.setUint32(o, u32(v.size ?? 40, 'struct iommu_hw_info', 'size'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct iommu_hw_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.dev_id, 'struct iommu_hw_info', 'dev_id'), true);
+    dv.setUint32(o + 12, u32(v.data_len, 'struct iommu_hw_info', 'data_len'), true);
     dv.setBigUint64(o + 16, u64(v.data_uptr, 'struct iommu_hw_info', 'data_uptr'), true);
     if (v.in_data_type !== undefined)
-      dv.setUint32(o + 24, uint(v.in_data_type, 32, 'struct iommu_hw_info', 'in_data_type'), true);
+      dv.setUint32(o + 24, u32(v.in_data_type, 'struct iommu_hw_info', 'in_data_type'), true);
     if (v.out_data_type !== undefined)
-      dv.setUint32(o + 24, uint(v.out_data_type, 32, 'struct iommu_hw_info', 'out_data_type'), true);
-    dv.setUint8(o + 28, uint(v.out_max_pasid_log2, 8, 'struct iommu_hw_info', 'out_max_pasid_log2'));
+      dv.setUint32(o + 24, u32(v.out_data_type, 'struct iommu_hw_info', 'out_data_type'), true);
+    dv.setUint8(o + 28, u8(v.out_max_pasid_log2, 'struct iommu_hw_info', 'out_max_pasid_log2'));
     putBytes(dv, o + 29, 3, v.__reserved, 'struct iommu_hw_info', '__reserved');
     dv.setBigUint64(o + 32, u64(v.out_capabilities, 'struct iommu_hw_info', 'out_capabilities'), true);
   },
@@ -693,12 +724,13 @@ export const IommuHwptSetDirtyTracking: StructCodec<T.IommuHwptSetDirtyTracking>
     align: 4,
     littleEndian: true,
     offsets: { size: 0, flags: 4, hwpt_id: 8, __reserved: 12 },
+    sizes: { size: 4, flags: 4, hwpt_id: 4, __reserved: 4 },
     sizePrefix: 'size',
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.size ?? 16, 32, 'struct iommu_hwpt_set_dirty_tracking', 'size'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_hwpt_set_dirty_tracking', 'flags'), true);
-      dv.setUint32(o + 8, uint(v.hwpt_id, 32, 'struct iommu_hwpt_set_dirty_tracking', 'hwpt_id'), true);
-      dv.setUint32(o + 12, uint(v.__reserved, 32, 'struct iommu_hwpt_set_dirty_tracking', '__reserved'), true);
+      dv.setUint32(o, u32(v.size ?? 16, 'struct iommu_hwpt_set_dirty_tracking', 'size'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct iommu_hwpt_set_dirty_tracking', 'flags'), true);
+      dv.setUint32(o + 8, u32(v.hwpt_id, 'struct iommu_hwpt_set_dirty_tracking', 'hwpt_id'), true);
+      dv.setUint32(o + 12, u32(v.__reserved, 'struct iommu_hwpt_set_dirty_tracking', '__reserved'), true);
     },
     decodeFrom(dv, o) {
       return {
@@ -724,12 +756,13 @@ export const IommuHwptGetDirtyBitmap: StructCodec<T.IommuHwptGetDirtyBitmap> =
     align: 8,
     littleEndian: true,
     offsets: { size: 0, hwpt_id: 4, flags: 8, __reserved: 12, iova: 16, length: 24, page_size: 32, data: 40 },
+    sizes: { size: 4, hwpt_id: 4, flags: 4, __reserved: 4, iova: 8, length: 8, page_size: 8, data: 8 },
     sizePrefix: 'size',
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.size ?? 48, 32, 'struct iommu_hwpt_get_dirty_bitmap', 'size'), true);
-      dv.setUint32(o + 4, uint(v.hwpt_id, 32, 'struct iommu_hwpt_get_dirty_bitmap', 'hwpt_id'), true);
-      dv.setUint32(o + 8, uint(v.flags, 32, 'struct iommu_hwpt_get_dirty_bitmap', 'flags'), true);
-      dv.setUint32(o + 12, uint(v.__reserved, 32, 'struct iommu_hwpt_get_dirty_bitmap', '__reserved'), true);
+      dv.setUint32(o, u32(v.size ?? 48, 'struct iommu_hwpt_get_dirty_bitmap', 'size'), true);
+      dv.setUint32(o + 4, u32(v.hwpt_id, 'struct iommu_hwpt_get_dirty_bitmap', 'hwpt_id'), true);
+      dv.setUint32(o + 8, u32(v.flags, 'struct iommu_hwpt_get_dirty_bitmap', 'flags'), true);
+      dv.setUint32(o + 12, u32(v.__reserved, 'struct iommu_hwpt_get_dirty_bitmap', '__reserved'), true);
       dv.setBigUint64(o + 16, u64(v.iova, 'struct iommu_hwpt_get_dirty_bitmap', 'iova'), true);
       dv.setBigUint64(o + 24, u64(v.length, 'struct iommu_hwpt_get_dirty_bitmap', 'length'), true);
       dv.setBigUint64(o + 32, u64(v.page_size, 'struct iommu_hwpt_get_dirty_bitmap', 'page_size'), true);
@@ -763,11 +796,12 @@ export const IommuHwptVtdS1Invalidate: StructCodec<T.IommuHwptVtdS1Invalidate> =
     align: 8,
     littleEndian: true,
     offsets: { addr: 0, npages: 8, flags: 16, __reserved: 20 },
+    sizes: { addr: 8, npages: 8, flags: 4, __reserved: 4 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.addr, 'struct iommu_hwpt_vtd_s1_invalidate', 'addr'), true);
       dv.setBigUint64(o + 8, u64(v.npages, 'struct iommu_hwpt_vtd_s1_invalidate', 'npages'), true);
-      dv.setUint32(o + 16, uint(v.flags, 32, 'struct iommu_hwpt_vtd_s1_invalidate', 'flags'), true);
-      dv.setUint32(o + 20, uint(v.__reserved, 32, 'struct iommu_hwpt_vtd_s1_invalidate', '__reserved'), true);
+      dv.setUint32(o + 16, u32(v.flags, 'struct iommu_hwpt_vtd_s1_invalidate', 'flags'), true);
+      dv.setUint32(o + 20, u32(v.__reserved, 'struct iommu_hwpt_vtd_s1_invalidate', '__reserved'), true);
     },
     decodeFrom(dv, o) {
       return {
@@ -793,21 +827,18 @@ export const IommuViommuArmSmmuv3Invalidate: StructCodec<T.IommuViommuArmSmmuv3I
     align: 8,
     littleEndian: true,
     offsets: { cmd: 0 },
+    sizes: { cmd: 16 },
     encodeInto(dv, o, v) {
-      writeArray(
-        dv,
-        o,
-        2,
-        8,
-        v.cmd,
-        (dv: DataView, p: number, x: bigint | number | undefined) =>
-          dv.setBigUint64(p, u64(x, 'struct iommu_viommu_arm_smmuv3_invalidate', 'cmd'), true),
-        'struct iommu_viommu_arm_smmuv3_invalidate',
-        'cmd',
-      );
+      const a0 = v.cmd;
+      if (a0 !== undefined && a0.length > 2) tooMany('struct iommu_viommu_arm_smmuv3_invalidate', 'cmd', a0.length, 2);
+      for (let i1 = 0; i1 < 2; i1++) {
+        dv.setBigUint64(o + i1 * 8, u64(a0?.[i1], 'struct iommu_viommu_arm_smmuv3_invalidate', 'cmd'), true);
+      }
     },
     decodeFrom(dv, o) {
-      return { cmd: readArray(dv, o, 2, 8, (dv, p) => dv.getBigUint64(p, true)) };
+      const a0 = new Array(2);
+      for (let i1 = 0; i1 < 2; i1++) a0[i1] = dv.getBigUint64(o + i1 * 8, true);
+      return { cmd: a0 };
     },
   });
 export type IommuViommuArmSmmuv3Invalidate = T.IommuViommuArmSmmuv3Invalidate;
@@ -824,15 +855,16 @@ export const IommuHwptInvalidate: StructCodec<T.IommuHwptInvalidate> = new Struc
   align: 8,
   littleEndian: true,
   offsets: { size: 0, hwpt_id: 4, data_uptr: 8, data_type: 16, entry_len: 20, entry_num: 24, __reserved: 28 },
+  sizes: { size: 4, hwpt_id: 4, data_uptr: 8, data_type: 4, entry_len: 4, entry_num: 4, __reserved: 4 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 32, 32, 'struct iommu_hwpt_invalidate', 'size'), true);
-    dv.setUint32(o + 4, uint(v.hwpt_id, 32, 'struct iommu_hwpt_invalidate', 'hwpt_id'), true);
+    dv.setUint32(o, u32(v.size ?? 32, 'struct iommu_hwpt_invalidate', 'size'), true);
+    dv.setUint32(o + 4, u32(v.hwpt_id, 'struct iommu_hwpt_invalidate', 'hwpt_id'), true);
     dv.setBigUint64(o + 8, u64(v.data_uptr, 'struct iommu_hwpt_invalidate', 'data_uptr'), true);
-    dv.setUint32(o + 16, uint(v.data_type, 32, 'struct iommu_hwpt_invalidate', 'data_type'), true);
-    dv.setUint32(o + 20, uint(v.entry_len, 32, 'struct iommu_hwpt_invalidate', 'entry_len'), true);
-    dv.setUint32(o + 24, uint(v.entry_num, 32, 'struct iommu_hwpt_invalidate', 'entry_num'), true);
-    dv.setUint32(o + 28, uint(v.__reserved, 32, 'struct iommu_hwpt_invalidate', '__reserved'), true);
+    dv.setUint32(o + 16, u32(v.data_type, 'struct iommu_hwpt_invalidate', 'data_type'), true);
+    dv.setUint32(o + 20, u32(v.entry_len, 'struct iommu_hwpt_invalidate', 'entry_len'), true);
+    dv.setUint32(o + 24, u32(v.entry_num, 'struct iommu_hwpt_invalidate', 'entry_num'), true);
+    dv.setUint32(o + 28, u32(v.__reserved, 'struct iommu_hwpt_invalidate', '__reserved'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -860,16 +892,17 @@ export const IommuHwptPgfault: StructCodec<T.IommuHwptPgfault> = new StructCodec
   align: 8,
   littleEndian: true,
   offsets: { flags: 0, dev_id: 4, pasid: 8, grpid: 12, perm: 16, __reserved: 20, addr: 24, length: 32, cookie: 36 },
+  sizes: { flags: 4, dev_id: 4, pasid: 4, grpid: 4, perm: 4, __reserved: 4, addr: 8, length: 4, cookie: 4 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.flags, 32, 'struct iommu_hwpt_pgfault', 'flags'), true);
-    dv.setUint32(o + 4, uint(v.dev_id, 32, 'struct iommu_hwpt_pgfault', 'dev_id'), true);
-    dv.setUint32(o + 8, uint(v.pasid, 32, 'struct iommu_hwpt_pgfault', 'pasid'), true);
-    dv.setUint32(o + 12, uint(v.grpid, 32, 'struct iommu_hwpt_pgfault', 'grpid'), true);
-    dv.setUint32(o + 16, uint(v.perm, 32, 'struct iommu_hwpt_pgfault', 'perm'), true);
-    dv.setUint32(o + 20, uint(v.__reserved, 32, 'struct iommu_hwpt_pgfault', '__reserved'), true);
+    dv.setUint32(o, u32(v.flags, 'struct iommu_hwpt_pgfault', 'flags'), true);
+    dv.setUint32(o + 4, u32(v.dev_id, 'struct iommu_hwpt_pgfault', 'dev_id'), true);
+    dv.setUint32(o + 8, u32(v.pasid, 'struct iommu_hwpt_pgfault', 'pasid'), true);
+    dv.setUint32(o + 12, u32(v.grpid, 'struct iommu_hwpt_pgfault', 'grpid'), true);
+    dv.setUint32(o + 16, u32(v.perm, 'struct iommu_hwpt_pgfault', 'perm'), true);
+    dv.setUint32(o + 20, u32(v.__reserved, 'struct iommu_hwpt_pgfault', '__reserved'), true);
     dv.setBigUint64(o + 24, u64(v.addr, 'struct iommu_hwpt_pgfault', 'addr'), true);
-    dv.setUint32(o + 32, uint(v.length, 32, 'struct iommu_hwpt_pgfault', 'length'), true);
-    dv.setUint32(o + 36, uint(v.cookie, 32, 'struct iommu_hwpt_pgfault', 'cookie'), true);
+    dv.setUint32(o + 32, u32(v.length, 'struct iommu_hwpt_pgfault', 'length'), true);
+    dv.setUint32(o + 36, u32(v.cookie, 'struct iommu_hwpt_pgfault', 'cookie'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -899,9 +932,10 @@ export const IommuHwptPageResponse: StructCodec<T.IommuHwptPageResponse> = new S
   align: 4,
   littleEndian: true,
   offsets: { cookie: 0, code: 4 },
+  sizes: { cookie: 4, code: 4 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.cookie, 32, 'struct iommu_hwpt_page_response', 'cookie'), true);
-    dv.setUint32(o + 4, uint(v.code, 32, 'struct iommu_hwpt_page_response', 'code'), true);
+    dv.setUint32(o, u32(v.cookie, 'struct iommu_hwpt_page_response', 'cookie'), true);
+    dv.setUint32(o + 4, u32(v.code, 'struct iommu_hwpt_page_response', 'code'), true);
   },
   decodeFrom(dv, o) {
     return { cookie: dv.getUint32(o, true), code: dv.getUint32(o + 4, true) };
@@ -921,12 +955,13 @@ export const IommuFaultAlloc: StructCodec<T.IommuFaultAlloc> = new StructCodec<T
   align: 4,
   littleEndian: true,
   offsets: { size: 0, flags: 4, out_fault_id: 8, out_fault_fd: 12 },
+  sizes: { size: 4, flags: 4, out_fault_id: 4, out_fault_fd: 4 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 16, 32, 'struct iommu_fault_alloc', 'size'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_fault_alloc', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.out_fault_id, 32, 'struct iommu_fault_alloc', 'out_fault_id'), true);
-    dv.setUint32(o + 12, uint(v.out_fault_fd, 32, 'struct iommu_fault_alloc', 'out_fault_fd'), true);
+    dv.setUint32(o, u32(v.size ?? 16, 'struct iommu_fault_alloc', 'size'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct iommu_fault_alloc', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.out_fault_id, 'struct iommu_fault_alloc', 'out_fault_id'), true);
+    dv.setUint32(o + 12, u32(v.out_fault_fd, 'struct iommu_fault_alloc', 'out_fault_fd'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -952,6 +987,7 @@ export const IommuViommuTegra241Cmdqv: StructCodec<T.IommuViommuTegra241Cmdqv> =
     align: 8,
     littleEndian: true,
     offsets: { out_vintf_mmap_offset: 0, out_vintf_mmap_length: 8 },
+    sizes: { out_vintf_mmap_offset: 8, out_vintf_mmap_length: 8 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(
         o,
@@ -992,16 +1028,27 @@ export const IommuViommuAlloc: StructCodec<T.IommuViommuAlloc> = new StructCodec
     __reserved: 28,
     data_uptr: 32,
   },
+  sizes: {
+    size: 4,
+    flags: 4,
+    type: 4,
+    dev_id: 4,
+    hwpt_id: 4,
+    out_viommu_id: 4,
+    data_len: 4,
+    __reserved: 4,
+    data_uptr: 8,
+  },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 40, 32, 'struct iommu_viommu_alloc', 'size'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_viommu_alloc', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.type, 32, 'struct iommu_viommu_alloc', 'type'), true);
-    dv.setUint32(o + 12, uint(v.dev_id, 32, 'struct iommu_viommu_alloc', 'dev_id'), true);
-    dv.setUint32(o + 16, uint(v.hwpt_id, 32, 'struct iommu_viommu_alloc', 'hwpt_id'), true);
-    dv.setUint32(o + 20, uint(v.out_viommu_id, 32, 'struct iommu_viommu_alloc', 'out_viommu_id'), true);
-    dv.setUint32(o + 24, uint(v.data_len, 32, 'struct iommu_viommu_alloc', 'data_len'), true);
-    dv.setUint32(o + 28, uint(v.__reserved, 32, 'struct iommu_viommu_alloc', '__reserved'), true);
+    dv.setUint32(o, u32(v.size ?? 40, 'struct iommu_viommu_alloc', 'size'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct iommu_viommu_alloc', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.type, 'struct iommu_viommu_alloc', 'type'), true);
+    dv.setUint32(o + 12, u32(v.dev_id, 'struct iommu_viommu_alloc', 'dev_id'), true);
+    dv.setUint32(o + 16, u32(v.hwpt_id, 'struct iommu_viommu_alloc', 'hwpt_id'), true);
+    dv.setUint32(o + 20, u32(v.out_viommu_id, 'struct iommu_viommu_alloc', 'out_viommu_id'), true);
+    dv.setUint32(o + 24, u32(v.data_len, 'struct iommu_viommu_alloc', 'data_len'), true);
+    dv.setUint32(o + 28, u32(v.__reserved, 'struct iommu_viommu_alloc', '__reserved'), true);
     dv.setBigUint64(o + 32, u64(v.data_uptr, 'struct iommu_viommu_alloc', 'data_uptr'), true);
   },
   decodeFrom(dv, o) {
@@ -1032,12 +1079,13 @@ export const IommuVdeviceAlloc: StructCodec<T.IommuVdeviceAlloc> = new StructCod
   align: 8,
   littleEndian: true,
   offsets: { size: 0, viommu_id: 4, dev_id: 8, out_vdevice_id: 12, virt_id: 16 },
+  sizes: { size: 4, viommu_id: 4, dev_id: 4, out_vdevice_id: 4, virt_id: 8 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 24, 32, 'struct iommu_vdevice_alloc', 'size'), true);
-    dv.setUint32(o + 4, uint(v.viommu_id, 32, 'struct iommu_vdevice_alloc', 'viommu_id'), true);
-    dv.setUint32(o + 8, uint(v.dev_id, 32, 'struct iommu_vdevice_alloc', 'dev_id'), true);
-    dv.setUint32(o + 12, uint(v.out_vdevice_id, 32, 'struct iommu_vdevice_alloc', 'out_vdevice_id'), true);
+    dv.setUint32(o, u32(v.size ?? 24, 'struct iommu_vdevice_alloc', 'size'), true);
+    dv.setUint32(o + 4, u32(v.viommu_id, 'struct iommu_vdevice_alloc', 'viommu_id'), true);
+    dv.setUint32(o + 8, u32(v.dev_id, 'struct iommu_vdevice_alloc', 'dev_id'), true);
+    dv.setUint32(o + 12, u32(v.out_vdevice_id, 'struct iommu_vdevice_alloc', 'out_vdevice_id'), true);
     dv.setBigUint64(o + 16, u64(v.virt_id, 'struct iommu_vdevice_alloc', 'virt_id'), true);
   },
   decodeFrom(dv, o) {
@@ -1064,10 +1112,11 @@ export const IommuIoasChangeProcess: StructCodec<T.IommuIoasChangeProcess> = new
   align: 4,
   littleEndian: true,
   offsets: { size: 0, __reserved: 4 },
+  sizes: { size: 4, __reserved: 4 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 8, 32, 'struct iommu_ioas_change_process', 'size'), true);
-    dv.setUint32(o + 4, uint(v.__reserved, 32, 'struct iommu_ioas_change_process', '__reserved'), true);
+    dv.setUint32(o, u32(v.size ?? 8, 'struct iommu_ioas_change_process', 'size'), true);
+    dv.setUint32(o + 4, u32(v.__reserved, 'struct iommu_ioas_change_process', '__reserved'), true);
   },
   decodeFrom(dv, o) {
     return { size: dv.getUint32(o, true), __reserved: dv.getUint32(o + 4, true) };
@@ -1087,9 +1136,10 @@ export const IommufdVeventHeader: StructCodec<T.IommufdVeventHeader> = new Struc
   align: 4,
   littleEndian: true,
   offsets: { flags: 0, sequence: 4 },
+  sizes: { flags: 4, sequence: 4 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.flags, 32, 'struct iommufd_vevent_header', 'flags'), true);
-    dv.setUint32(o + 4, uint(v.sequence, 32, 'struct iommufd_vevent_header', 'sequence'), true);
+    dv.setUint32(o, u32(v.flags, 'struct iommufd_vevent_header', 'flags'), true);
+    dv.setUint32(o + 4, u32(v.sequence, 'struct iommufd_vevent_header', 'sequence'), true);
   },
   decodeFrom(dv, o) {
     return { flags: dv.getUint32(o, true), sequence: dv.getUint32(o + 4, true) };
@@ -1109,21 +1159,18 @@ export const IommuVeventArmSmmuv3: StructCodec<T.IommuVeventArmSmmuv3> = new Str
   align: 8,
   littleEndian: true,
   offsets: { evt: 0 },
+  sizes: { evt: 32 },
   encodeInto(dv, o, v) {
-    writeArray(
-      dv,
-      o,
-      4,
-      8,
-      v.evt,
-      (dv: DataView, p: number, x: bigint | number | undefined) =>
-        dv.setBigUint64(p, u64(x, 'struct iommu_vevent_arm_smmuv3', 'evt'), true),
-      'struct iommu_vevent_arm_smmuv3',
-      'evt',
-    );
+    const a0 = v.evt;
+    if (a0 !== undefined && a0.length > 4) tooMany('struct iommu_vevent_arm_smmuv3', 'evt', a0.length, 4);
+    for (let i1 = 0; i1 < 4; i1++) {
+      dv.setBigUint64(o + i1 * 8, u64(a0?.[i1], 'struct iommu_vevent_arm_smmuv3', 'evt'), true);
+    }
   },
   decodeFrom(dv, o) {
-    return { evt: readArray(dv, o, 4, 8, (dv, p) => dv.getBigUint64(p, true)) };
+    const a0 = new Array(4);
+    for (let i1 = 0; i1 < 4; i1++) a0[i1] = dv.getBigUint64(o + i1 * 8, true);
+    return { evt: a0 };
   },
 });
 export type IommuVeventArmSmmuv3 = T.IommuVeventArmSmmuv3;
@@ -1141,21 +1188,19 @@ export const IommuVeventTegra241Cmdqv: StructCodec<T.IommuVeventTegra241Cmdqv> =
     align: 8,
     littleEndian: true,
     offsets: { lvcmdq_err_map: 0 },
+    sizes: { lvcmdq_err_map: 16 },
     encodeInto(dv, o, v) {
-      writeArray(
-        dv,
-        o,
-        2,
-        8,
-        v.lvcmdq_err_map,
-        (dv: DataView, p: number, x: bigint | number | undefined) =>
-          dv.setBigUint64(p, u64(x, 'struct iommu_vevent_tegra241_cmdqv', 'lvcmdq_err_map'), true),
-        'struct iommu_vevent_tegra241_cmdqv',
-        'lvcmdq_err_map',
-      );
+      const a0 = v.lvcmdq_err_map;
+      if (a0 !== undefined && a0.length > 2)
+        tooMany('struct iommu_vevent_tegra241_cmdqv', 'lvcmdq_err_map', a0.length, 2);
+      for (let i1 = 0; i1 < 2; i1++) {
+        dv.setBigUint64(o + i1 * 8, u64(a0?.[i1], 'struct iommu_vevent_tegra241_cmdqv', 'lvcmdq_err_map'), true);
+      }
     },
     decodeFrom(dv, o) {
-      return { lvcmdq_err_map: readArray(dv, o, 2, 8, (dv, p) => dv.getBigUint64(p, true)) };
+      const a0 = new Array(2);
+      for (let i1 = 0; i1 < 2; i1++) a0[i1] = dv.getBigUint64(o + i1 * 8, true);
+      return { lvcmdq_err_map: a0 };
     },
   });
 export type IommuVeventTegra241Cmdqv = T.IommuVeventTegra241Cmdqv;
@@ -1181,16 +1226,26 @@ export const IommuVeventqAlloc: StructCodec<T.IommuVeventqAlloc> = new StructCod
     out_veventq_fd: 24,
     __reserved: 28,
   },
+  sizes: {
+    size: 4,
+    flags: 4,
+    viommu_id: 4,
+    type: 4,
+    veventq_depth: 4,
+    out_veventq_id: 4,
+    out_veventq_fd: 4,
+    __reserved: 4,
+  },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 32, 32, 'struct iommu_veventq_alloc', 'size'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_veventq_alloc', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.viommu_id, 32, 'struct iommu_veventq_alloc', 'viommu_id'), true);
-    dv.setUint32(o + 12, uint(v.type, 32, 'struct iommu_veventq_alloc', 'type'), true);
-    dv.setUint32(o + 16, uint(v.veventq_depth, 32, 'struct iommu_veventq_alloc', 'veventq_depth'), true);
-    dv.setUint32(o + 20, uint(v.out_veventq_id, 32, 'struct iommu_veventq_alloc', 'out_veventq_id'), true);
-    dv.setUint32(o + 24, uint(v.out_veventq_fd, 32, 'struct iommu_veventq_alloc', 'out_veventq_fd'), true);
-    dv.setUint32(o + 28, uint(v.__reserved, 32, 'struct iommu_veventq_alloc', '__reserved'), true);
+    dv.setUint32(o, u32(v.size ?? 32, 'struct iommu_veventq_alloc', 'size'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct iommu_veventq_alloc', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.viommu_id, 'struct iommu_veventq_alloc', 'viommu_id'), true);
+    dv.setUint32(o + 12, u32(v.type, 'struct iommu_veventq_alloc', 'type'), true);
+    dv.setUint32(o + 16, u32(v.veventq_depth, 'struct iommu_veventq_alloc', 'veventq_depth'), true);
+    dv.setUint32(o + 20, u32(v.out_veventq_id, 'struct iommu_veventq_alloc', 'out_veventq_id'), true);
+    dv.setUint32(o + 24, u32(v.out_veventq_fd, 'struct iommu_veventq_alloc', 'out_veventq_fd'), true);
+    dv.setUint32(o + 28, u32(v.__reserved, 'struct iommu_veventq_alloc', '__reserved'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1228,14 +1283,15 @@ export const IommuHwQueueAlloc: StructCodec<T.IommuHwQueueAlloc> = new StructCod
     nesting_parent_iova: 24,
     length: 32,
   },
+  sizes: { size: 4, flags: 4, viommu_id: 4, type: 4, index: 4, out_hw_queue_id: 4, nesting_parent_iova: 8, length: 8 },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.size ?? 40, 32, 'struct iommu_hw_queue_alloc', 'size'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct iommu_hw_queue_alloc', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.viommu_id, 32, 'struct iommu_hw_queue_alloc', 'viommu_id'), true);
-    dv.setUint32(o + 12, uint(v.type, 32, 'struct iommu_hw_queue_alloc', 'type'), true);
-    dv.setUint32(o + 16, uint(v.index, 32, 'struct iommu_hw_queue_alloc', 'index'), true);
-    dv.setUint32(o + 20, uint(v.out_hw_queue_id, 32, 'struct iommu_hw_queue_alloc', 'out_hw_queue_id'), true);
+    dv.setUint32(o, u32(v.size ?? 40, 'struct iommu_hw_queue_alloc', 'size'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct iommu_hw_queue_alloc', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.viommu_id, 'struct iommu_hw_queue_alloc', 'viommu_id'), true);
+    dv.setUint32(o + 12, u32(v.type, 'struct iommu_hw_queue_alloc', 'type'), true);
+    dv.setUint32(o + 16, u32(v.index, 'struct iommu_hw_queue_alloc', 'index'), true);
+    dv.setUint32(o + 20, u32(v.out_hw_queue_id, 'struct iommu_hw_queue_alloc', 'out_hw_queue_id'), true);
     dv.setBigUint64(o + 24, u64(v.nesting_parent_iova, 'struct iommu_hw_queue_alloc', 'nesting_parent_iova'), true);
     dv.setBigUint64(o + 32, u64(v.length, 'struct iommu_hw_queue_alloc', 'length'), true);
   },
@@ -1264,10 +1320,11 @@ export const VfioInfoCapHeader: StructCodec<T.VfioInfoCapHeader> = new StructCod
   align: 4,
   littleEndian: true,
   offsets: { id: 0, version: 2, next: 4 },
+  sizes: { id: 2, version: 2, next: 4 },
   encodeInto(dv, o, v) {
-    dv.setUint16(o, uint(v.id, 16, 'struct vfio_info_cap_header', 'id'), true);
-    dv.setUint16(o + 2, uint(v.version, 16, 'struct vfio_info_cap_header', 'version'), true);
-    dv.setUint32(o + 4, uint(v.next, 32, 'struct vfio_info_cap_header', 'next'), true);
+    dv.setUint16(o, u16(v.id, 'struct vfio_info_cap_header', 'id'), true);
+    dv.setUint16(o + 2, u16(v.version, 'struct vfio_info_cap_header', 'version'), true);
+    dv.setUint32(o + 4, u32(v.next, 'struct vfio_info_cap_header', 'next'), true);
   },
   decodeFrom(dv, o) {
     return { id: dv.getUint16(o, true), version: dv.getUint16(o + 2, true), next: dv.getUint32(o + 4, true) };
@@ -1287,10 +1344,11 @@ export const VfioGroupStatus: StructCodec<T.VfioGroupStatus> = new StructCodec<T
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4 },
+  sizes: { argsz: 4, flags: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 8, 32, 'struct vfio_group_status', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_group_status', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? 8, 'struct vfio_group_status', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_group_status', 'flags'), true);
   },
   decodeFrom(dv, o) {
     return { argsz: dv.getUint32(o, true), flags: dv.getUint32(o + 4, true) };
@@ -1310,14 +1368,15 @@ export const VfioDeviceInfo: StructCodec<T.VfioDeviceInfo> = new StructCodec<T.V
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, num_regions: 8, num_irqs: 12, cap_offset: 16, pad: 20 },
+  sizes: { argsz: 4, flags: 4, num_regions: 4, num_irqs: 4, cap_offset: 4, pad: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 24, 32, 'struct vfio_device_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.num_regions, 32, 'struct vfio_device_info', 'num_regions'), true);
-    dv.setUint32(o + 12, uint(v.num_irqs, 32, 'struct vfio_device_info', 'num_irqs'), true);
-    dv.setUint32(o + 16, uint(v.cap_offset, 32, 'struct vfio_device_info', 'cap_offset'), true);
-    dv.setUint32(o + 20, uint(v.pad, 32, 'struct vfio_device_info', 'pad'), true);
+    dv.setUint32(o, u32(v.argsz ?? 24, 'struct vfio_device_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.num_regions, 'struct vfio_device_info', 'num_regions'), true);
+    dv.setUint32(o + 12, u32(v.num_irqs, 'struct vfio_device_info', 'num_irqs'), true);
+    dv.setUint32(o + 16, u32(v.cap_offset, 'struct vfio_device_info', 'cap_offset'), true);
+    dv.setUint32(o + 20, u32(v.pad, 'struct vfio_device_info', 'pad'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1343,13 +1402,14 @@ export const VfioDeviceInfoCapPciAtomicComp: StructCodec<T.VfioDeviceInfoCapPciA
     align: 4,
     littleEndian: true,
     offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, flags: 8, reserved: 12 },
+    sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, flags: 4, reserved: 4 },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_device_info_cap_pci_atomic_comp', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_device_info_cap_pci_atomic_comp', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_device_info_cap_pci_atomic_comp', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.flags, 32, 'struct vfio_device_info_cap_pci_atomic_comp', 'flags'), true);
-      dv.setUint32(o + 12, uint(v.reserved, 32, 'struct vfio_device_info_cap_pci_atomic_comp', 'reserved'), true);
+      dv.setUint16(o, u16(n0.id, 'struct vfio_device_info_cap_pci_atomic_comp', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_device_info_cap_pci_atomic_comp', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_device_info_cap_pci_atomic_comp', 'header.next'), true);
+      dv.setUint32(o + 8, u32(v.flags, 'struct vfio_device_info_cap_pci_atomic_comp', 'flags'), true);
+      dv.setUint32(o + 12, u32(v.reserved, 'struct vfio_device_info_cap_pci_atomic_comp', 'reserved'), true);
     },
     decodeFrom(dv, o) {
       return {
@@ -1373,12 +1433,13 @@ export const VfioRegionInfo: StructCodec<T.VfioRegionInfo> = new StructCodec<T.V
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, index: 8, cap_offset: 12, size: 16, offset: 24 },
+  sizes: { argsz: 4, flags: 4, index: 4, cap_offset: 4, size: 8, offset: 8 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 32, 32, 'struct vfio_region_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_region_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.index, 32, 'struct vfio_region_info', 'index'), true);
-    dv.setUint32(o + 12, uint(v.cap_offset, 32, 'struct vfio_region_info', 'cap_offset'), true);
+    dv.setUint32(o, u32(v.argsz ?? 32, 'struct vfio_region_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_region_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.index, 'struct vfio_region_info', 'index'), true);
+    dv.setUint32(o + 12, u32(v.cap_offset, 'struct vfio_region_info', 'cap_offset'), true);
     dv.setBigUint64(o + 16, u64(v.size, 'struct vfio_region_info', 'size'), true);
     dv.setBigUint64(o + 24, u64(v.offset, 'struct vfio_region_info', 'offset'), true);
   },
@@ -1406,6 +1467,7 @@ export const VfioRegionSparseMmapArea: StructCodec<T.VfioRegionSparseMmapArea> =
     align: 8,
     littleEndian: true,
     offsets: { offset: 0, size: 8 },
+    sizes: { offset: 8, size: 8 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.offset, 'struct vfio_region_sparse_mmap_area', 'offset'), true);
       dv.setBigUint64(o + 8, u64(v.size, 'struct vfio_region_sparse_mmap_area', 'size'), true);
@@ -1427,32 +1489,29 @@ export const VfioRegionInfoCapSparseMmap: StructCodec<T.VfioRegionInfoCapSparseM
     align: 8,
     littleEndian: true,
     offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, nr_areas: 8, reserved: 12, areas: 16 },
+    sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, nr_areas: 4, reserved: 4, areas: 0 },
     flex: { name: 'areas', offset: 16, elementSize: 16, bytes: false, countedBy: 'nr_areas' },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_region_info_cap_sparse_mmap', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_region_info_cap_sparse_mmap', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_region_info_cap_sparse_mmap', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.nr_areas, 32, 'struct vfio_region_info_cap_sparse_mmap', 'nr_areas'), true);
-      dv.setUint32(o + 12, uint(v.reserved, 32, 'struct vfio_region_info_cap_sparse_mmap', 'reserved'), true);
-      if (v.areas !== undefined)
-        writeArray(
-          dv,
-          o + 16,
-          v.areas.length,
-          16,
-          v.areas,
-          (dv: DataView, p: number, x: Input<VfioRegionSparseMmapArea> | undefined) =>
-            VfioRegionSparseMmapArea.encodeInto(dv, p, x ?? EMPTY),
-          'struct vfio_region_info_cap_sparse_mmap',
-          'areas',
-        );
+      dv.setUint16(o, u16(n0.id, 'struct vfio_region_info_cap_sparse_mmap', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_region_info_cap_sparse_mmap', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_region_info_cap_sparse_mmap', 'header.next'), true);
+      dv.setUint32(
+        o + 8,
+        u32(v.nr_areas ?? v.areas?.length, 'struct vfio_region_info_cap_sparse_mmap', 'nr_areas'),
+        true,
+      );
+      dv.setUint32(o + 12, u32(v.reserved, 'struct vfio_region_info_cap_sparse_mmap', 'reserved'), true);
+      const a1 = v.areas;
+      if (a1 !== undefined)
+        for (let i2 = 0; i2 < a1.length; i2++) {
+          VfioRegionSparseMmapArea.encodeInto(dv, o + 16 + i2 * 16, a1[i2] ?? EMPTY);
+        }
     },
     decodeFrom(dv, o, end = dv.byteLength) {
-      const count = dv.getUint32(o + 8, true);
-      const flex = readArray(dv, o + 16, fitting(Number(count), o + 16, end, 16), 16, (dv, p) =>
-        VfioRegionSparseMmapArea.decodeFrom(dv, p),
-      );
+      const count = fitting(Number(dv.getUint32(o + 8, true)), o + 16, end, 16);
+      const flex = new Array(count);
+      for (let i = 0; i < count; i++) flex[i] = VfioRegionSparseMmapArea.decodeFrom(dv, o + 16 + i * 16);
       return {
         header: { id: dv.getUint16(o, true), version: dv.getUint16(o + 2, true), next: dv.getUint32(o + 4, true) },
         nr_areas: dv.getUint32(o + 8, true),
@@ -1473,13 +1532,14 @@ export const VfioRegionInfoCapType: StructCodec<T.VfioRegionInfoCapType> = new S
   align: 4,
   littleEndian: true,
   offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, type: 8, subtype: 12 },
+  sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, type: 4, subtype: 4 },
   encodeInto(dv, o, v) {
     const n0 = v.header ?? EMPTY;
-    dv.setUint16(o, uint(n0.id, 16, 'struct vfio_region_info_cap_type', 'header.id'), true);
-    dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_region_info_cap_type', 'header.version'), true);
-    dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_region_info_cap_type', 'header.next'), true);
-    dv.setUint32(o + 8, uint(v.type, 32, 'struct vfio_region_info_cap_type', 'type'), true);
-    dv.setUint32(o + 12, uint(v.subtype, 32, 'struct vfio_region_info_cap_type', 'subtype'), true);
+    dv.setUint16(o, u16(n0.id, 'struct vfio_region_info_cap_type', 'header.id'), true);
+    dv.setUint16(o + 2, u16(n0.version, 'struct vfio_region_info_cap_type', 'header.version'), true);
+    dv.setUint32(o + 4, u32(n0.next, 'struct vfio_region_info_cap_type', 'header.next'), true);
+    dv.setUint32(o + 8, u32(v.type, 'struct vfio_region_info_cap_type', 'type'), true);
+    dv.setUint32(o + 12, u32(v.subtype, 'struct vfio_region_info_cap_type', 'subtype'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1503,13 +1563,14 @@ export const VfioRegionGfxEdid: StructCodec<T.VfioRegionGfxEdid> = new StructCod
   align: 4,
   littleEndian: true,
   offsets: { edid_offset: 0, edid_max_size: 4, edid_size: 8, max_xres: 12, max_yres: 16, link_state: 20 },
+  sizes: { edid_offset: 4, edid_max_size: 4, edid_size: 4, max_xres: 4, max_yres: 4, link_state: 4 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.edid_offset, 32, 'struct vfio_region_gfx_edid', 'edid_offset'), true);
-    dv.setUint32(o + 4, uint(v.edid_max_size, 32, 'struct vfio_region_gfx_edid', 'edid_max_size'), true);
-    dv.setUint32(o + 8, uint(v.edid_size, 32, 'struct vfio_region_gfx_edid', 'edid_size'), true);
-    dv.setUint32(o + 12, uint(v.max_xres, 32, 'struct vfio_region_gfx_edid', 'max_xres'), true);
-    dv.setUint32(o + 16, uint(v.max_yres, 32, 'struct vfio_region_gfx_edid', 'max_yres'), true);
-    dv.setUint32(o + 20, uint(v.link_state, 32, 'struct vfio_region_gfx_edid', 'link_state'), true);
+    dv.setUint32(o, u32(v.edid_offset, 'struct vfio_region_gfx_edid', 'edid_offset'), true);
+    dv.setUint32(o + 4, u32(v.edid_max_size, 'struct vfio_region_gfx_edid', 'edid_max_size'), true);
+    dv.setUint32(o + 8, u32(v.edid_size, 'struct vfio_region_gfx_edid', 'edid_size'), true);
+    dv.setUint32(o + 12, u32(v.max_xres, 'struct vfio_region_gfx_edid', 'max_xres'), true);
+    dv.setUint32(o + 16, u32(v.max_yres, 'struct vfio_region_gfx_edid', 'max_yres'), true);
+    dv.setUint32(o + 20, u32(v.link_state, 'struct vfio_region_gfx_edid', 'link_state'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1535,9 +1596,10 @@ export const VfioDeviceMigrationInfo: StructCodec<T.VfioDeviceMigrationInfo> =
     align: 8,
     littleEndian: true,
     offsets: { device_state: 0, reserved: 4, pending_bytes: 8, data_offset: 16, data_size: 24 },
+    sizes: { device_state: 4, reserved: 4, pending_bytes: 8, data_offset: 8, data_size: 8 },
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.device_state, 32, 'struct vfio_device_migration_info', 'device_state'), true);
-      dv.setUint32(o + 4, uint(v.reserved, 32, 'struct vfio_device_migration_info', 'reserved'), true);
+      dv.setUint32(o, u32(v.device_state, 'struct vfio_device_migration_info', 'device_state'), true);
+      dv.setUint32(o + 4, u32(v.reserved, 'struct vfio_device_migration_info', 'reserved'), true);
       dv.setBigUint64(o + 8, u64(v.pending_bytes, 'struct vfio_device_migration_info', 'pending_bytes'), true);
       dv.setBigUint64(o + 16, u64(v.data_offset, 'struct vfio_device_migration_info', 'data_offset'), true);
       dv.setBigUint64(o + 24, u64(v.data_size, 'struct vfio_device_migration_info', 'data_size'), true);
@@ -1565,11 +1627,12 @@ export const VfioRegionInfoCapNvlink2Ssatgt: StructCodec<T.VfioRegionInfoCapNvli
     align: 8,
     littleEndian: true,
     offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, tgt: 8 },
+    sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, tgt: 8 },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.next'), true);
+      dv.setUint16(o, u16(n0.id, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'header.next'), true);
       dv.setBigUint64(o + 8, u64(v.tgt, 'struct vfio_region_info_cap_nvlink2_ssatgt', 'tgt'), true);
     },
     decodeFrom(dv, o) {
@@ -1592,13 +1655,14 @@ export const VfioRegionInfoCapNvlink2Lnkspd: StructCodec<T.VfioRegionInfoCapNvli
     align: 4,
     littleEndian: true,
     offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, link_speed: 8, __pad: 12 },
+    sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, link_speed: 4, __pad: 4 },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.link_speed, 32, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'link_speed'), true);
-      dv.setUint32(o + 12, uint(v.__pad, 32, 'struct vfio_region_info_cap_nvlink2_lnkspd', '__pad'), true);
+      dv.setUint16(o, u16(n0.id, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'header.next'), true);
+      dv.setUint32(o + 8, u32(v.link_speed, 'struct vfio_region_info_cap_nvlink2_lnkspd', 'link_speed'), true);
+      dv.setUint32(o + 12, u32(v.__pad, 'struct vfio_region_info_cap_nvlink2_lnkspd', '__pad'), true);
     },
     decodeFrom(dv, o) {
       return {
@@ -1622,12 +1686,13 @@ export const VfioIrqInfo: StructCodec<T.VfioIrqInfo> = new StructCodec<T.VfioIrq
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, index: 8, count: 12 },
+  sizes: { argsz: 4, flags: 4, index: 4, count: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 16, 32, 'struct vfio_irq_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_irq_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.index, 32, 'struct vfio_irq_info', 'index'), true);
-    dv.setUint32(o + 12, uint(v.count, 32, 'struct vfio_irq_info', 'count'), true);
+    dv.setUint32(o, u32(v.argsz ?? 16, 'struct vfio_irq_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_irq_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.index, 'struct vfio_irq_info', 'index'), true);
+    dv.setUint32(o + 12, u32(v.count, 'struct vfio_irq_info', 'count'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1652,16 +1717,17 @@ export const VfioIrqSet: StructCodec<T.VfioIrqSet> = new StructCodec<T.VfioIrqSe
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, index: 8, start: 12, count: 16, data: 20 },
+  sizes: { argsz: 4, flags: 4, index: 4, start: 4, count: 4, data: 0 },
   sizePrefix: 'argsz',
   flex: { name: 'data', offset: 20, elementSize: 1, bytes: true },
   encodeInto(dv, o, v) {
     const len = Math.max(20, 20 + (v.data?.length ?? 0) * 1);
-    dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_irq_set', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_irq_set', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.index, 32, 'struct vfio_irq_set', 'index'), true);
-    dv.setUint32(o + 12, uint(v.start, 32, 'struct vfio_irq_set', 'start'), true);
-    dv.setUint32(o + 16, uint(v.count, 32, 'struct vfio_irq_set', 'count'), true);
-    if (v.data !== undefined) new Uint8Array(dv.buffer, dv.byteOffset + o + 20, v.data.length).set(v.data);
+    dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_irq_set', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_irq_set', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.index, 'struct vfio_irq_set', 'index'), true);
+    dv.setUint32(o + 12, u32(v.start, 'struct vfio_irq_set', 'start'), true);
+    dv.setUint32(o + 16, u32(v.count, 'struct vfio_irq_set', 'count'), true);
+    if (v.data !== undefined) putBytes(dv, o + 20, v.data.length, v.data, 'struct vfio_irq_set', 'data');
   },
   decodeFrom(dv, o, end = dv.byteLength) {
     const fe = Math.min(end, o + dv.getUint32(o, true));
@@ -1690,14 +1756,15 @@ export const VfioPciDependentDevice: StructCodec<T.VfioPciDependentDevice> = new
   align: 4,
   littleEndian: true,
   offsets: { group_id: 0, devid: 0, segment: 4, bus: 6, devfn: 7 },
+  sizes: { group_id: 4, devid: 4, segment: 2, bus: 1, devfn: 1 },
   encodeInto(dv, o, v) {
     zero(dv, o, 8);
     if (v.group_id !== undefined)
-      dv.setUint32(o, uint(v.group_id, 32, 'struct vfio_pci_dependent_device', 'group_id'), true);
-    if (v.devid !== undefined) dv.setUint32(o, uint(v.devid, 32, 'struct vfio_pci_dependent_device', 'devid'), true);
-    dv.setUint16(o + 4, uint(v.segment, 16, 'struct vfio_pci_dependent_device', 'segment'), true);
-    dv.setUint8(o + 6, uint(v.bus, 8, 'struct vfio_pci_dependent_device', 'bus'));
-    dv.setUint8(o + 7, uint(v.devfn, 8, 'struct vfio_pci_dependent_device', 'devfn'));
+      dv.setUint32(o, u32(v.group_id, 'struct vfio_pci_dependent_device', 'group_id'), true);
+    if (v.devid !== undefined) dv.setUint32(o, u32(v.devid, 'struct vfio_pci_dependent_device', 'devid'), true);
+    dv.setUint16(o + 4, u16(v.segment, 'struct vfio_pci_dependent_device', 'segment'), true);
+    dv.setUint8(o + 6, u8(v.bus, 'struct vfio_pci_dependent_device', 'bus'));
+    dv.setUint8(o + 7, u8(v.devfn, 'struct vfio_pci_dependent_device', 'devfn'));
   },
   decodeFrom(dv, o) {
     return {
@@ -1721,32 +1788,25 @@ export const VfioPciHotResetInfo: StructCodec<T.VfioPciHotResetInfo> = new Struc
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, count: 8, devices: 12 },
+  sizes: { argsz: 4, flags: 4, count: 4, devices: 0 },
   sizePrefix: 'argsz',
   flex: { name: 'devices', offset: 12, elementSize: 8, bytes: false, countedBy: 'count' },
   encodeInto(dv, o, v) {
     zero(dv, o, 12);
     const len = Math.max(12, 12 + (v.devices?.length ?? 0) * 8);
-    dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_pci_hot_reset_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_pci_hot_reset_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.count, 32, 'struct vfio_pci_hot_reset_info', 'count'), true);
-    if (v.devices !== undefined)
-      writeArray(
-        dv,
-        o + 12,
-        v.devices.length,
-        8,
-        v.devices,
-        (dv: DataView, p: number, x: Input<VfioPciDependentDevice> | undefined) =>
-          VfioPciDependentDevice.encodeInto(dv, p, x ?? EMPTY),
-        'struct vfio_pci_hot_reset_info',
-        'devices',
-      );
+    dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_pci_hot_reset_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_pci_hot_reset_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.count ?? v.devices?.length, 'struct vfio_pci_hot_reset_info', 'count'), true);
+    const a0 = v.devices;
+    if (a0 !== undefined)
+      for (let i1 = 0; i1 < a0.length; i1++) {
+        VfioPciDependentDevice.encodeInto(dv, o + 12 + i1 * 8, a0[i1] ?? EMPTY);
+      }
   },
   decodeFrom(dv, o, end = dv.byteLength) {
-    const count = dv.getUint32(o + 8, true);
-    const flex = readArray(dv, o + 12, fitting(Number(count), o + 12, end, 8), 8, (dv, p) =>
-      VfioPciDependentDevice.decodeFrom(dv, p),
-    );
+    const count = fitting(Number(dv.getUint32(o + 8, true)), o + 12, end, 8);
+    const flex = new Array(count);
+    for (let i = 0; i < count; i++) flex[i] = VfioPciDependentDevice.decodeFrom(dv, o + 12 + i * 8);
     return {
       argsz: dv.getUint32(o, true),
       flags: dv.getUint32(o + 4, true),
@@ -1769,29 +1829,24 @@ export const VfioPciHotReset: StructCodec<T.VfioPciHotReset> = new StructCodec<T
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, count: 8, group_fds: 12 },
+  sizes: { argsz: 4, flags: 4, count: 4, group_fds: 0 },
   sizePrefix: 'argsz',
   flex: { name: 'group_fds', offset: 12, elementSize: 4, bytes: false, countedBy: 'count' },
   encodeInto(dv, o, v) {
     const len = Math.max(12, 12 + (v.group_fds?.length ?? 0) * 4);
-    dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_pci_hot_reset', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_pci_hot_reset', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.count, 32, 'struct vfio_pci_hot_reset', 'count'), true);
-    if (v.group_fds !== undefined)
-      writeArray(
-        dv,
-        o + 12,
-        v.group_fds.length,
-        4,
-        v.group_fds,
-        (dv: DataView, p: number, x: number | undefined) =>
-          dv.setInt32(p, sint(x, 32, 'struct vfio_pci_hot_reset', 'group_fds'), true),
-        'struct vfio_pci_hot_reset',
-        'group_fds',
-      );
+    dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_pci_hot_reset', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_pci_hot_reset', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.count ?? v.group_fds?.length, 'struct vfio_pci_hot_reset', 'count'), true);
+    const a0 = v.group_fds;
+    if (a0 !== undefined)
+      for (let i1 = 0; i1 < a0.length; i1++) {
+        dv.setInt32(o + 12 + i1 * 4, s32(a0[i1], 'struct vfio_pci_hot_reset', 'group_fds'), true);
+      }
   },
   decodeFrom(dv, o, end = dv.byteLength) {
-    const count = dv.getUint32(o + 8, true);
-    const flex = readArray(dv, o + 12, fitting(Number(count), o + 12, end, 4), 4, (dv, p) => dv.getInt32(p, true));
+    const count = fitting(Number(dv.getUint32(o + 8, true)), o + 12, end, 4);
+    const flex = new Array(count);
+    for (let i = 0; i < count; i++) flex[i] = dv.getInt32(o + 12 + i * 4, true);
     return {
       argsz: dv.getUint32(o, true),
       flags: dv.getUint32(o + 4, true),
@@ -1831,27 +1886,45 @@ export const VfioDeviceGfxPlaneInfo: StructCodec<T.VfioDeviceGfxPlaneInfo> = new
     dmabuf_id: 56,
     reserved: 60,
   },
+  sizes: {
+    argsz: 4,
+    flags: 4,
+    drm_plane_type: 4,
+    drm_format: 4,
+    drm_format_mod: 8,
+    width: 4,
+    height: 4,
+    stride: 4,
+    size: 4,
+    x_pos: 4,
+    y_pos: 4,
+    x_hot: 4,
+    y_hot: 4,
+    region_index: 4,
+    dmabuf_id: 4,
+    reserved: 4,
+  },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
     zero(dv, o, 64);
-    dv.setUint32(o, uint(v.argsz ?? 64, 32, 'struct vfio_device_gfx_plane_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_gfx_plane_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.drm_plane_type, 32, 'struct vfio_device_gfx_plane_info', 'drm_plane_type'), true);
-    dv.setUint32(o + 12, uint(v.drm_format, 32, 'struct vfio_device_gfx_plane_info', 'drm_format'), true);
+    dv.setUint32(o, u32(v.argsz ?? 64, 'struct vfio_device_gfx_plane_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_gfx_plane_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.drm_plane_type, 'struct vfio_device_gfx_plane_info', 'drm_plane_type'), true);
+    dv.setUint32(o + 12, u32(v.drm_format, 'struct vfio_device_gfx_plane_info', 'drm_format'), true);
     dv.setBigUint64(o + 16, u64(v.drm_format_mod, 'struct vfio_device_gfx_plane_info', 'drm_format_mod'), true);
-    dv.setUint32(o + 24, uint(v.width, 32, 'struct vfio_device_gfx_plane_info', 'width'), true);
-    dv.setUint32(o + 28, uint(v.height, 32, 'struct vfio_device_gfx_plane_info', 'height'), true);
-    dv.setUint32(o + 32, uint(v.stride, 32, 'struct vfio_device_gfx_plane_info', 'stride'), true);
-    dv.setUint32(o + 36, uint(v.size, 32, 'struct vfio_device_gfx_plane_info', 'size'), true);
-    dv.setUint32(o + 40, uint(v.x_pos, 32, 'struct vfio_device_gfx_plane_info', 'x_pos'), true);
-    dv.setUint32(o + 44, uint(v.y_pos, 32, 'struct vfio_device_gfx_plane_info', 'y_pos'), true);
-    dv.setUint32(o + 48, uint(v.x_hot, 32, 'struct vfio_device_gfx_plane_info', 'x_hot'), true);
-    dv.setUint32(o + 52, uint(v.y_hot, 32, 'struct vfio_device_gfx_plane_info', 'y_hot'), true);
+    dv.setUint32(o + 24, u32(v.width, 'struct vfio_device_gfx_plane_info', 'width'), true);
+    dv.setUint32(o + 28, u32(v.height, 'struct vfio_device_gfx_plane_info', 'height'), true);
+    dv.setUint32(o + 32, u32(v.stride, 'struct vfio_device_gfx_plane_info', 'stride'), true);
+    dv.setUint32(o + 36, u32(v.size, 'struct vfio_device_gfx_plane_info', 'size'), true);
+    dv.setUint32(o + 40, u32(v.x_pos, 'struct vfio_device_gfx_plane_info', 'x_pos'), true);
+    dv.setUint32(o + 44, u32(v.y_pos, 'struct vfio_device_gfx_plane_info', 'y_pos'), true);
+    dv.setUint32(o + 48, u32(v.x_hot, 'struct vfio_device_gfx_plane_info', 'x_hot'), true);
+    dv.setUint32(o + 52, u32(v.y_hot, 'struct vfio_device_gfx_plane_info', 'y_hot'), true);
     if (v.region_index !== undefined)
-      dv.setUint32(o + 56, uint(v.region_index, 32, 'struct vfio_device_gfx_plane_info', 'region_index'), true);
+      dv.setUint32(o + 56, u32(v.region_index, 'struct vfio_device_gfx_plane_info', 'region_index'), true);
     if (v.dmabuf_id !== undefined)
-      dv.setUint32(o + 56, uint(v.dmabuf_id, 32, 'struct vfio_device_gfx_plane_info', 'dmabuf_id'), true);
-    dv.setUint32(o + 60, uint(v.reserved, 32, 'struct vfio_device_gfx_plane_info', 'reserved'), true);
+      dv.setUint32(o + 56, u32(v.dmabuf_id, 'struct vfio_device_gfx_plane_info', 'dmabuf_id'), true);
+    dv.setUint32(o + 60, u32(v.reserved, 'struct vfio_device_gfx_plane_info', 'reserved'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1888,14 +1961,15 @@ export const VfioDeviceIoeventfd: StructCodec<T.VfioDeviceIoeventfd> = new Struc
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, offset: 8, data: 16, fd: 24, reserved: 28 },
+  sizes: { argsz: 4, flags: 4, offset: 8, data: 8, fd: 4, reserved: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 32, 32, 'struct vfio_device_ioeventfd', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_ioeventfd', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? 32, 'struct vfio_device_ioeventfd', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_ioeventfd', 'flags'), true);
     dv.setBigUint64(o + 8, u64(v.offset, 'struct vfio_device_ioeventfd', 'offset'), true);
     dv.setBigUint64(o + 16, u64(v.data, 'struct vfio_device_ioeventfd', 'data'), true);
-    dv.setInt32(o + 24, sint(v.fd, 32, 'struct vfio_device_ioeventfd', 'fd'), true);
-    dv.setUint32(o + 28, uint(v.reserved, 32, 'struct vfio_device_ioeventfd', 'reserved'), true);
+    dv.setInt32(o + 24, s32(v.fd, 'struct vfio_device_ioeventfd', 'fd'), true);
+    dv.setUint32(o + 28, u32(v.reserved, 'struct vfio_device_ioeventfd', 'reserved'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -1922,13 +1996,14 @@ export const VfioDeviceFeature: StructCodec<T.VfioDeviceFeature> = new StructCod
   align: 4,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, data: 8 },
+  sizes: { argsz: 4, flags: 4, data: 0 },
   sizePrefix: 'argsz',
   flex: { name: 'data', offset: 8, elementSize: 1, bytes: true },
   encodeInto(dv, o, v) {
     const len = Math.max(8, 8 + (v.data?.length ?? 0) * 1);
-    dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_device_feature', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_feature', 'flags'), true);
-    if (v.data !== undefined) new Uint8Array(dv.buffer, dv.byteOffset + o + 8, v.data.length).set(v.data);
+    dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_device_feature', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_feature', 'flags'), true);
+    if (v.data !== undefined) putBytes(dv, o + 8, v.data.length, v.data, 'struct vfio_device_feature', 'data');
   },
   decodeFrom(dv, o, end = dv.byteLength) {
     const fe = Math.min(end, o + dv.getUint32(o, true));
@@ -1950,12 +2025,13 @@ export const VfioDeviceBindIommufd: StructCodec<T.VfioDeviceBindIommufd> = new S
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, iommufd: 8, out_devid: 12, token_uuid_ptr: 16 },
+  sizes: { argsz: 4, flags: 4, iommufd: 4, out_devid: 4, token_uuid_ptr: 8 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 24, 32, 'struct vfio_device_bind_iommufd', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_bind_iommufd', 'flags'), true);
-    dv.setInt32(o + 8, sint(v.iommufd, 32, 'struct vfio_device_bind_iommufd', 'iommufd'), true);
-    dv.setUint32(o + 12, uint(v.out_devid, 32, 'struct vfio_device_bind_iommufd', 'out_devid'), true);
+    dv.setUint32(o, u32(v.argsz ?? 24, 'struct vfio_device_bind_iommufd', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_bind_iommufd', 'flags'), true);
+    dv.setInt32(o + 8, s32(v.iommufd, 'struct vfio_device_bind_iommufd', 'iommufd'), true);
+    dv.setUint32(o + 12, u32(v.out_devid, 'struct vfio_device_bind_iommufd', 'out_devid'), true);
     dv.setBigUint64(o + 16, u64(v.token_uuid_ptr, 'struct vfio_device_bind_iommufd', 'token_uuid_ptr'), true);
   },
   decodeFrom(dv, o) {
@@ -1983,12 +2059,13 @@ export const VfioDeviceAttachIommufdPt: StructCodec<T.VfioDeviceAttachIommufdPt>
     align: 4,
     littleEndian: true,
     offsets: { argsz: 0, flags: 4, pt_id: 8, pasid: 12 },
+    sizes: { argsz: 4, flags: 4, pt_id: 4, pasid: 4 },
     sizePrefix: 'argsz',
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.argsz ?? 16, 32, 'struct vfio_device_attach_iommufd_pt', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_attach_iommufd_pt', 'flags'), true);
-      dv.setUint32(o + 8, uint(v.pt_id, 32, 'struct vfio_device_attach_iommufd_pt', 'pt_id'), true);
-      dv.setUint32(o + 12, uint(v.pasid, 32, 'struct vfio_device_attach_iommufd_pt', 'pasid'), true);
+      dv.setUint32(o, u32(v.argsz ?? 16, 'struct vfio_device_attach_iommufd_pt', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_attach_iommufd_pt', 'flags'), true);
+      dv.setUint32(o + 8, u32(v.pt_id, 'struct vfio_device_attach_iommufd_pt', 'pt_id'), true);
+      dv.setUint32(o + 12, u32(v.pasid, 'struct vfio_device_attach_iommufd_pt', 'pasid'), true);
     },
     decodeFrom(dv, o) {
       return {
@@ -2014,11 +2091,12 @@ export const VfioDeviceDetachIommufdPt: StructCodec<T.VfioDeviceDetachIommufdPt>
     align: 4,
     littleEndian: true,
     offsets: { argsz: 0, flags: 4, pasid: 8 },
+    sizes: { argsz: 4, flags: 4, pasid: 4 },
     sizePrefix: 'argsz',
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.argsz ?? 12, 32, 'struct vfio_device_detach_iommufd_pt', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_device_detach_iommufd_pt', 'flags'), true);
-      dv.setUint32(o + 8, uint(v.pasid, 32, 'struct vfio_device_detach_iommufd_pt', 'pasid'), true);
+      dv.setUint32(o, u32(v.argsz ?? 12, 'struct vfio_device_detach_iommufd_pt', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct vfio_device_detach_iommufd_pt', 'flags'), true);
+      dv.setUint32(o + 8, u32(v.pasid, 'struct vfio_device_detach_iommufd_pt', 'pasid'), true);
     },
     decodeFrom(dv, o) {
       return { argsz: dv.getUint32(o, true), flags: dv.getUint32(o + 4, true), pasid: dv.getUint32(o + 8, true) };
@@ -2037,6 +2115,7 @@ export const VfioDeviceFeatureMigration: StructCodec<T.VfioDeviceFeatureMigratio
     align: 8,
     littleEndian: true,
     offsets: { flags: 0 },
+    sizes: { flags: 8 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.flags, 'struct vfio_device_feature_migration', 'flags'), true);
     },
@@ -2057,9 +2136,10 @@ export const VfioDeviceFeatureMigState: StructCodec<T.VfioDeviceFeatureMigState>
     align: 4,
     littleEndian: true,
     offsets: { device_state: 0, data_fd: 4 },
+    sizes: { device_state: 4, data_fd: 4 },
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.device_state, 32, 'struct vfio_device_feature_mig_state', 'device_state'), true);
-      dv.setInt32(o + 4, sint(v.data_fd, 32, 'struct vfio_device_feature_mig_state', 'data_fd'), true);
+      dv.setUint32(o, u32(v.device_state, 'struct vfio_device_feature_mig_state', 'device_state'), true);
+      dv.setInt32(o + 4, s32(v.data_fd, 'struct vfio_device_feature_mig_state', 'data_fd'), true);
     },
     decodeFrom(dv, o) {
       return { device_state: dv.getUint32(o, true), data_fd: dv.getInt32(o + 4, true) };
@@ -2079,10 +2159,11 @@ export const VfioPrecopyInfo: StructCodec<T.VfioPrecopyInfo> = new StructCodec<T
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, initial_bytes: 8, dirty_bytes: 16 },
+  sizes: { argsz: 4, flags: 4, initial_bytes: 8, dirty_bytes: 8 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 24, 32, 'struct vfio_precopy_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_precopy_info', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? 24, 'struct vfio_precopy_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_precopy_info', 'flags'), true);
     dv.setBigUint64(o + 8, u64(v.initial_bytes, 'struct vfio_precopy_info', 'initial_bytes'), true);
     dv.setBigUint64(o + 16, u64(v.dirty_bytes, 'struct vfio_precopy_info', 'dirty_bytes'), true);
   },
@@ -2108,13 +2189,10 @@ export const VfioDeviceLowPowerEntryWithWakeup: StructCodec<T.VfioDeviceLowPower
     align: 4,
     littleEndian: true,
     offsets: { wakeup_eventfd: 0, reserved: 4 },
+    sizes: { wakeup_eventfd: 4, reserved: 4 },
     encodeInto(dv, o, v) {
-      dv.setInt32(
-        o,
-        sint(v.wakeup_eventfd, 32, 'struct vfio_device_low_power_entry_with_wakeup', 'wakeup_eventfd'),
-        true,
-      );
-      dv.setUint32(o + 4, uint(v.reserved, 32, 'struct vfio_device_low_power_entry_with_wakeup', 'reserved'), true);
+      dv.setInt32(o, s32(v.wakeup_eventfd, 'struct vfio_device_low_power_entry_with_wakeup', 'wakeup_eventfd'), true);
+      dv.setUint32(o + 4, u32(v.reserved, 'struct vfio_device_low_power_entry_with_wakeup', 'reserved'), true);
     },
     decodeFrom(dv, o) {
       return { wakeup_eventfd: dv.getInt32(o, true), reserved: dv.getUint32(o + 4, true) };
@@ -2133,14 +2211,11 @@ export const VfioDeviceFeatureDmaLoggingControl: StructCodec<T.VfioDeviceFeature
     align: 8,
     littleEndian: true,
     offsets: { page_size: 0, num_ranges: 8, __reserved: 12, ranges: 16 },
+    sizes: { page_size: 8, num_ranges: 4, __reserved: 4, ranges: 8 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.page_size, 'struct vfio_device_feature_dma_logging_control', 'page_size'), true);
-      dv.setUint32(o + 8, uint(v.num_ranges, 32, 'struct vfio_device_feature_dma_logging_control', 'num_ranges'), true);
-      dv.setUint32(
-        o + 12,
-        uint(v.__reserved, 32, 'struct vfio_device_feature_dma_logging_control', '__reserved'),
-        true,
-      );
+      dv.setUint32(o + 8, u32(v.num_ranges, 'struct vfio_device_feature_dma_logging_control', 'num_ranges'), true);
+      dv.setUint32(o + 12, u32(v.__reserved, 'struct vfio_device_feature_dma_logging_control', '__reserved'), true);
       dv.setBigUint64(o + 16, u64(v.ranges, 'struct vfio_device_feature_dma_logging_control', 'ranges'), true);
     },
     decodeFrom(dv, o) {
@@ -2165,6 +2240,7 @@ export const VfioDeviceFeatureDmaLoggingRange: StructCodec<T.VfioDeviceFeatureDm
     align: 8,
     littleEndian: true,
     offsets: { iova: 0, length: 8 },
+    sizes: { iova: 8, length: 8 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.iova, 'struct vfio_device_feature_dma_logging_range', 'iova'), true);
       dv.setBigUint64(o + 8, u64(v.length, 'struct vfio_device_feature_dma_logging_range', 'length'), true);
@@ -2186,6 +2262,7 @@ export const VfioDeviceFeatureDmaLoggingReport: StructCodec<T.VfioDeviceFeatureD
     align: 8,
     littleEndian: true,
     offsets: { iova: 0, length: 8, page_size: 16, bitmap: 24 },
+    sizes: { iova: 8, length: 8, page_size: 8, bitmap: 8 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.iova, 'struct vfio_device_feature_dma_logging_report', 'iova'), true);
       dv.setBigUint64(o + 8, u64(v.length, 'struct vfio_device_feature_dma_logging_report', 'length'), true);
@@ -2214,6 +2291,7 @@ export const VfioDeviceFeatureMigDataSize: StructCodec<T.VfioDeviceFeatureMigDat
     align: 8,
     littleEndian: true,
     offsets: { stop_copy_length: 0 },
+    sizes: { stop_copy_length: 8 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.stop_copy_length, 'struct vfio_device_feature_mig_data_size', 'stop_copy_length'), true);
     },
@@ -2234,8 +2312,9 @@ export const VfioDeviceFeatureBusMaster: StructCodec<T.VfioDeviceFeatureBusMaste
     align: 4,
     littleEndian: true,
     offsets: { op: 0 },
+    sizes: { op: 4 },
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.op, 32, 'struct vfio_device_feature_bus_master', 'op'), true);
+      dv.setUint32(o, u32(v.op, 'struct vfio_device_feature_bus_master', 'op'), true);
     },
     decodeFrom(dv, o) {
       return { op: dv.getUint32(o, true) };
@@ -2253,6 +2332,7 @@ export const VfioRegionDmaRange: StructCodec<T.VfioRegionDmaRange> = new StructC
   align: 8,
   littleEndian: true,
   offsets: { offset: 0, length: 8 },
+  sizes: { offset: 8, length: 8 },
   encodeInto(dv, o, v) {
     dv.setBigUint64(o, u64(v.offset, 'struct vfio_region_dma_range', 'offset'), true);
     dv.setBigUint64(o + 8, u64(v.length, 'struct vfio_region_dma_range', 'length'), true);
@@ -2274,30 +2354,27 @@ export const VfioDeviceFeatureDmaBuf: StructCodec<T.VfioDeviceFeatureDmaBuf> =
     align: 8,
     littleEndian: true,
     offsets: { region_index: 0, open_flags: 4, flags: 8, nr_ranges: 12, dma_ranges: 16 },
+    sizes: { region_index: 4, open_flags: 4, flags: 4, nr_ranges: 4, dma_ranges: 0 },
     flex: { name: 'dma_ranges', offset: 16, elementSize: 16, bytes: false, countedBy: 'nr_ranges' },
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.region_index, 32, 'struct vfio_device_feature_dma_buf', 'region_index'), true);
-      dv.setUint32(o + 4, uint(v.open_flags, 32, 'struct vfio_device_feature_dma_buf', 'open_flags'), true);
-      dv.setUint32(o + 8, uint(v.flags, 32, 'struct vfio_device_feature_dma_buf', 'flags'), true);
-      dv.setUint32(o + 12, uint(v.nr_ranges, 32, 'struct vfio_device_feature_dma_buf', 'nr_ranges'), true);
-      if (v.dma_ranges !== undefined)
-        writeArray(
-          dv,
-          o + 16,
-          v.dma_ranges.length,
-          16,
-          v.dma_ranges,
-          (dv: DataView, p: number, x: Input<VfioRegionDmaRange> | undefined) =>
-            VfioRegionDmaRange.encodeInto(dv, p, x ?? EMPTY),
-          'struct vfio_device_feature_dma_buf',
-          'dma_ranges',
-        );
+      dv.setUint32(o, u32(v.region_index, 'struct vfio_device_feature_dma_buf', 'region_index'), true);
+      dv.setUint32(o + 4, u32(v.open_flags, 'struct vfio_device_feature_dma_buf', 'open_flags'), true);
+      dv.setUint32(o + 8, u32(v.flags, 'struct vfio_device_feature_dma_buf', 'flags'), true);
+      dv.setUint32(
+        o + 12,
+        u32(v.nr_ranges ?? v.dma_ranges?.length, 'struct vfio_device_feature_dma_buf', 'nr_ranges'),
+        true,
+      );
+      const a0 = v.dma_ranges;
+      if (a0 !== undefined)
+        for (let i1 = 0; i1 < a0.length; i1++) {
+          VfioRegionDmaRange.encodeInto(dv, o + 16 + i1 * 16, a0[i1] ?? EMPTY);
+        }
     },
     decodeFrom(dv, o, end = dv.byteLength) {
-      const count = dv.getUint32(o + 12, true);
-      const flex = readArray(dv, o + 16, fitting(Number(count), o + 16, end, 16), 16, (dv, p) =>
-        VfioRegionDmaRange.decodeFrom(dv, p),
-      );
+      const count = fitting(Number(dv.getUint32(o + 12, true)), o + 16, end, 16);
+      const flex = new Array(count);
+      for (let i = 0; i < count; i++) flex[i] = VfioRegionDmaRange.decodeFrom(dv, o + 16 + i * 16);
       return {
         region_index: dv.getUint32(o, true),
         open_flags: dv.getUint32(o + 4, true),
@@ -2321,13 +2398,14 @@ export const VfioIommuType1Info: StructCodec<T.VfioIommuType1Info> = new StructC
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, iova_pgsizes: 8, cap_offset: 16, pad: 20 },
+  sizes: { argsz: 4, flags: 4, iova_pgsizes: 8, cap_offset: 4, pad: 4 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 24, 32, 'struct vfio_iommu_type1_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_type1_info', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? 24, 'struct vfio_iommu_type1_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_type1_info', 'flags'), true);
     dv.setBigUint64(o + 8, u64(v.iova_pgsizes, 'struct vfio_iommu_type1_info', 'iova_pgsizes'), true);
-    dv.setUint32(o + 16, uint(v.cap_offset, 32, 'struct vfio_iommu_type1_info', 'cap_offset'), true);
-    dv.setUint32(o + 20, uint(v.pad, 32, 'struct vfio_iommu_type1_info', 'pad'), true);
+    dv.setUint32(o + 16, u32(v.cap_offset, 'struct vfio_iommu_type1_info', 'cap_offset'), true);
+    dv.setUint32(o + 20, u32(v.pad, 'struct vfio_iommu_type1_info', 'pad'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -2351,6 +2429,7 @@ export const VfioIovaRange: StructCodec<T.VfioIovaRange> = new StructCodec<T.Vfi
   align: 8,
   littleEndian: true,
   offsets: { start: 0, end: 8 },
+  sizes: { start: 8, end: 8 },
   encodeInto(dv, o, v) {
     dv.setBigUint64(o, u64(v.start, 'struct vfio_iova_range', 'start'), true);
     dv.setBigUint64(o + 8, u64(v.end, 'struct vfio_iova_range', 'end'), true);
@@ -2380,31 +2459,37 @@ export const VfioIommuType1InfoCapIovaRange: StructCodec<T.VfioIommuType1InfoCap
       reserved: 12,
       iova_ranges: 16,
     },
+    sizes: {
+      header: 8,
+      'header.id': 2,
+      'header.version': 2,
+      'header.next': 4,
+      nr_iovas: 4,
+      reserved: 4,
+      iova_ranges: 0,
+    },
     flex: { name: 'iova_ranges', offset: 16, elementSize: 16, bytes: false, countedBy: 'nr_iovas' },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.nr_iovas, 32, 'struct vfio_iommu_type1_info_cap_iova_range', 'nr_iovas'), true);
-      dv.setUint32(o + 12, uint(v.reserved, 32, 'struct vfio_iommu_type1_info_cap_iova_range', 'reserved'), true);
-      if (v.iova_ranges !== undefined)
-        writeArray(
-          dv,
-          o + 16,
-          v.iova_ranges.length,
-          16,
-          v.iova_ranges,
-          (dv: DataView, p: number, x: Input<VfioIovaRange> | undefined) => VfioIovaRange.encodeInto(dv, p, x ?? EMPTY),
-          'struct vfio_iommu_type1_info_cap_iova_range',
-          'iova_ranges',
-        );
+      dv.setUint16(o, u16(n0.id, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_iommu_type1_info_cap_iova_range', 'header.next'), true);
+      dv.setUint32(
+        o + 8,
+        u32(v.nr_iovas ?? v.iova_ranges?.length, 'struct vfio_iommu_type1_info_cap_iova_range', 'nr_iovas'),
+        true,
+      );
+      dv.setUint32(o + 12, u32(v.reserved, 'struct vfio_iommu_type1_info_cap_iova_range', 'reserved'), true);
+      const a1 = v.iova_ranges;
+      if (a1 !== undefined)
+        for (let i2 = 0; i2 < a1.length; i2++) {
+          VfioIovaRange.encodeInto(dv, o + 16 + i2 * 16, a1[i2] ?? EMPTY);
+        }
     },
     decodeFrom(dv, o, end = dv.byteLength) {
-      const count = dv.getUint32(o + 8, true);
-      const flex = readArray(dv, o + 16, fitting(Number(count), o + 16, end, 16), 16, (dv, p) =>
-        VfioIovaRange.decodeFrom(dv, p),
-      );
+      const count = fitting(Number(dv.getUint32(o + 8, true)), o + 16, end, 16);
+      const flex = new Array(count);
+      for (let i = 0; i < count; i++) flex[i] = VfioIovaRange.decodeFrom(dv, o + 16 + i * 16);
       return {
         header: { id: dv.getUint16(o, true), version: dv.getUint16(o + 2, true), next: dv.getUint32(o + 4, true) },
         nr_iovas: dv.getUint32(o + 8, true),
@@ -2434,13 +2519,22 @@ export const VfioIommuType1InfoCapMigration: StructCodec<T.VfioIommuType1InfoCap
       pgsize_bitmap: 16,
       max_dirty_bitmap_size: 24,
     },
+    sizes: {
+      header: 8,
+      'header.id': 2,
+      'header.version': 2,
+      'header.next': 4,
+      flags: 4,
+      pgsize_bitmap: 8,
+      max_dirty_bitmap_size: 8,
+    },
     encodeInto(dv, o, v) {
       zero(dv, o, 32);
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_iommu_type1_info_cap_migration', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_iommu_type1_info_cap_migration', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_iommu_type1_info_cap_migration', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.flags, 32, 'struct vfio_iommu_type1_info_cap_migration', 'flags'), true);
+      dv.setUint16(o, u16(n0.id, 'struct vfio_iommu_type1_info_cap_migration', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_iommu_type1_info_cap_migration', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_iommu_type1_info_cap_migration', 'header.next'), true);
+      dv.setUint32(o + 8, u32(v.flags, 'struct vfio_iommu_type1_info_cap_migration', 'flags'), true);
       dv.setBigUint64(
         o + 16,
         u64(v.pgsize_bitmap, 'struct vfio_iommu_type1_info_cap_migration', 'pgsize_bitmap'),
@@ -2474,12 +2568,13 @@ export const VfioIommuType1InfoDmaAvail: StructCodec<T.VfioIommuType1InfoDmaAvai
     align: 4,
     littleEndian: true,
     offsets: { header: 0, 'header.id': 0, 'header.version': 2, 'header.next': 4, avail: 8 },
+    sizes: { header: 8, 'header.id': 2, 'header.version': 2, 'header.next': 4, avail: 4 },
     encodeInto(dv, o, v) {
       const n0 = v.header ?? EMPTY;
-      dv.setUint16(o, uint(n0.id, 16, 'struct vfio_iommu_type1_info_dma_avail', 'header.id'), true);
-      dv.setUint16(o + 2, uint(n0.version, 16, 'struct vfio_iommu_type1_info_dma_avail', 'header.version'), true);
-      dv.setUint32(o + 4, uint(n0.next, 32, 'struct vfio_iommu_type1_info_dma_avail', 'header.next'), true);
-      dv.setUint32(o + 8, uint(v.avail, 32, 'struct vfio_iommu_type1_info_dma_avail', 'avail'), true);
+      dv.setUint16(o, u16(n0.id, 'struct vfio_iommu_type1_info_dma_avail', 'header.id'), true);
+      dv.setUint16(o + 2, u16(n0.version, 'struct vfio_iommu_type1_info_dma_avail', 'header.version'), true);
+      dv.setUint32(o + 4, u32(n0.next, 'struct vfio_iommu_type1_info_dma_avail', 'header.next'), true);
+      dv.setUint32(o + 8, u32(v.avail, 'struct vfio_iommu_type1_info_dma_avail', 'avail'), true);
     },
     decodeFrom(dv, o) {
       return {
@@ -2502,10 +2597,11 @@ export const VfioIommuType1DmaMap: StructCodec<T.VfioIommuType1DmaMap> = new Str
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, vaddr: 8, iova: 16, size: 24 },
+  sizes: { argsz: 4, flags: 4, vaddr: 8, iova: 8, size: 8 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 32, 32, 'struct vfio_iommu_type1_dma_map', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_type1_dma_map', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? 32, 'struct vfio_iommu_type1_dma_map', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_type1_dma_map', 'flags'), true);
     dv.setBigUint64(o + 8, u64(v.vaddr, 'struct vfio_iommu_type1_dma_map', 'vaddr'), true);
     dv.setBigUint64(o + 16, u64(v.iova, 'struct vfio_iommu_type1_dma_map', 'iova'), true);
     dv.setBigUint64(o + 24, u64(v.size, 'struct vfio_iommu_type1_dma_map', 'size'), true);
@@ -2532,6 +2628,7 @@ export const VfioBitmap: StructCodec<T.VfioBitmap> = new StructCodec<T.VfioBitma
   align: 8,
   littleEndian: true,
   offsets: { pgsize: 0, size: 8, data: 16 },
+  sizes: { pgsize: 8, size: 8, data: 8 },
   encodeInto(dv, o, v) {
     dv.setBigUint64(o, u64(v.pgsize, 'struct vfio_bitmap', 'pgsize'), true);
     dv.setBigUint64(o + 8, u64(v.size, 'struct vfio_bitmap', 'size'), true);
@@ -2559,15 +2656,16 @@ export const VfioIommuType1DmaUnmap: StructCodec<T.VfioIommuType1DmaUnmap> = new
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, iova: 8, size: 16, data: 24 },
+  sizes: { argsz: 4, flags: 4, iova: 8, size: 8, data: 0 },
   sizePrefix: 'argsz',
   flex: { name: 'data', offset: 24, elementSize: 1, bytes: true },
   encodeInto(dv, o, v) {
     const len = Math.max(24, 24 + (v.data?.length ?? 0) * 1);
-    dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_iommu_type1_dma_unmap', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_type1_dma_unmap', 'flags'), true);
+    dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_iommu_type1_dma_unmap', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_type1_dma_unmap', 'flags'), true);
     dv.setBigUint64(o + 8, u64(v.iova, 'struct vfio_iommu_type1_dma_unmap', 'iova'), true);
     dv.setBigUint64(o + 16, u64(v.size, 'struct vfio_iommu_type1_dma_unmap', 'size'), true);
-    if (v.data !== undefined) new Uint8Array(dv.buffer, dv.byteOffset + o + 24, v.data.length).set(v.data);
+    if (v.data !== undefined) putBytes(dv, o + 24, v.data.length, v.data, 'struct vfio_iommu_type1_dma_unmap', 'data');
   },
   decodeFrom(dv, o, end = dv.byteLength) {
     const fe = Math.min(end, o + dv.getUint32(o, true));
@@ -2596,13 +2694,15 @@ export const VfioIommuType1DirtyBitmap: StructCodec<T.VfioIommuType1DirtyBitmap>
     align: 4,
     littleEndian: true,
     offsets: { argsz: 0, flags: 4, data: 8 },
+    sizes: { argsz: 4, flags: 4, data: 0 },
     sizePrefix: 'argsz',
     flex: { name: 'data', offset: 8, elementSize: 1, bytes: true },
     encodeInto(dv, o, v) {
       const len = Math.max(8, 8 + (v.data?.length ?? 0) * 1);
-      dv.setUint32(o, uint(v.argsz ?? len, 32, 'struct vfio_iommu_type1_dirty_bitmap', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_type1_dirty_bitmap', 'flags'), true);
-      if (v.data !== undefined) new Uint8Array(dv.buffer, dv.byteOffset + o + 8, v.data.length).set(v.data);
+      dv.setUint32(o, u32(v.argsz ?? len, 'struct vfio_iommu_type1_dirty_bitmap', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_type1_dirty_bitmap', 'flags'), true);
+      if (v.data !== undefined)
+        putBytes(dv, o + 8, v.data.length, v.data, 'struct vfio_iommu_type1_dirty_bitmap', 'data');
     },
     decodeFrom(dv, o, end = dv.byteLength) {
       const fe = Math.min(end, o + dv.getUint32(o, true));
@@ -2623,6 +2723,7 @@ export const VfioIommuType1DirtyBitmapGet: StructCodec<T.VfioIommuType1DirtyBitm
     align: 8,
     littleEndian: true,
     offsets: { iova: 0, size: 8, bitmap: 16, 'bitmap.pgsize': 16, 'bitmap.size': 24, 'bitmap.data': 32 },
+    sizes: { iova: 8, size: 8, bitmap: 24, 'bitmap.pgsize': 8, 'bitmap.size': 8, 'bitmap.data': 8 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.iova, 'struct vfio_iommu_type1_dirty_bitmap_get', 'iova'), true);
       dv.setBigUint64(o + 8, u64(v.size, 'struct vfio_iommu_type1_dirty_bitmap_get', 'size'), true);
@@ -2656,19 +2757,15 @@ export const VfioIommuSpaprTceDdwInfo: StructCodec<T.VfioIommuSpaprTceDdwInfo> =
     align: 8,
     littleEndian: true,
     offsets: { pgsizes: 0, max_dynamic_windows_supported: 8, levels: 12 },
+    sizes: { pgsizes: 8, max_dynamic_windows_supported: 4, levels: 4 },
     encodeInto(dv, o, v) {
       dv.setBigUint64(o, u64(v.pgsizes, 'struct vfio_iommu_spapr_tce_ddw_info', 'pgsizes'), true);
       dv.setUint32(
         o + 8,
-        uint(
-          v.max_dynamic_windows_supported,
-          32,
-          'struct vfio_iommu_spapr_tce_ddw_info',
-          'max_dynamic_windows_supported',
-        ),
+        u32(v.max_dynamic_windows_supported, 'struct vfio_iommu_spapr_tce_ddw_info', 'max_dynamic_windows_supported'),
         true,
       );
-      dv.setUint32(o + 12, uint(v.levels, 32, 'struct vfio_iommu_spapr_tce_ddw_info', 'levels'), true);
+      dv.setUint32(o + 12, u32(v.levels, 'struct vfio_iommu_spapr_tce_ddw_info', 'levels'), true);
     },
     decodeFrom(dv, o) {
       return {
@@ -2699,25 +2796,30 @@ export const VfioIommuSpaprTceInfo: StructCodec<T.VfioIommuSpaprTceInfo> = new S
     'ddw.max_dynamic_windows_supported': 24,
     'ddw.levels': 28,
   },
+  sizes: {
+    argsz: 4,
+    flags: 4,
+    dma32_window_start: 4,
+    dma32_window_size: 4,
+    ddw: 16,
+    'ddw.pgsizes': 8,
+    'ddw.max_dynamic_windows_supported': 4,
+    'ddw.levels': 4,
+  },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.argsz ?? 32, 32, 'struct vfio_iommu_spapr_tce_info', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_spapr_tce_info', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.dma32_window_start, 32, 'struct vfio_iommu_spapr_tce_info', 'dma32_window_start'), true);
-    dv.setUint32(o + 12, uint(v.dma32_window_size, 32, 'struct vfio_iommu_spapr_tce_info', 'dma32_window_size'), true);
+    dv.setUint32(o, u32(v.argsz ?? 32, 'struct vfio_iommu_spapr_tce_info', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_spapr_tce_info', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.dma32_window_start, 'struct vfio_iommu_spapr_tce_info', 'dma32_window_start'), true);
+    dv.setUint32(o + 12, u32(v.dma32_window_size, 'struct vfio_iommu_spapr_tce_info', 'dma32_window_size'), true);
     const n0 = v.ddw ?? EMPTY;
     dv.setBigUint64(o + 16, u64(n0.pgsizes, 'struct vfio_iommu_spapr_tce_info', 'ddw.pgsizes'), true);
     dv.setUint32(
       o + 24,
-      uint(
-        n0.max_dynamic_windows_supported,
-        32,
-        'struct vfio_iommu_spapr_tce_info',
-        'ddw.max_dynamic_windows_supported',
-      ),
+      u32(n0.max_dynamic_windows_supported, 'struct vfio_iommu_spapr_tce_info', 'ddw.max_dynamic_windows_supported'),
       true,
     );
-    dv.setUint32(o + 28, uint(n0.levels, 32, 'struct vfio_iommu_spapr_tce_info', 'ddw.levels'), true);
+    dv.setUint32(o + 28, u32(n0.levels, 'struct vfio_iommu_spapr_tce_info', 'ddw.levels'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -2745,9 +2847,10 @@ export const VfioEehPeErr: StructCodec<T.VfioEehPeErr> = new StructCodec<T.VfioE
   align: 8,
   littleEndian: true,
   offsets: { type: 0, func: 4, addr: 8, mask: 16 },
+  sizes: { type: 4, func: 4, addr: 8, mask: 8 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.type, 32, 'struct vfio_eeh_pe_err', 'type'), true);
-    dv.setUint32(o + 4, uint(v.func, 32, 'struct vfio_eeh_pe_err', 'func'), true);
+    dv.setUint32(o, u32(v.type, 'struct vfio_eeh_pe_err', 'type'), true);
+    dv.setUint32(o + 4, u32(v.func, 'struct vfio_eeh_pe_err', 'func'), true);
     dv.setBigUint64(o + 8, u64(v.addr, 'struct vfio_eeh_pe_err', 'addr'), true);
     dv.setBigUint64(o + 16, u64(v.mask, 'struct vfio_eeh_pe_err', 'mask'), true);
   },
@@ -2772,16 +2875,17 @@ export const VfioEehPeOp: StructCodec<T.VfioEehPeOp> = new StructCodec<T.VfioEeh
   align: 8,
   littleEndian: true,
   offsets: { argsz: 0, flags: 4, op: 8, err: 16, 'err.type': 16, 'err.func': 20, 'err.addr': 24, 'err.mask': 32 },
+  sizes: { argsz: 4, flags: 4, op: 4, err: 24, 'err.type': 4, 'err.func': 4, 'err.addr': 8, 'err.mask': 8 },
   sizePrefix: 'argsz',
   encodeInto(dv, o, v) {
     zero(dv, o, 40);
-    dv.setUint32(o, uint(v.argsz ?? 40, 32, 'struct vfio_eeh_pe_op', 'argsz'), true);
-    dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_eeh_pe_op', 'flags'), true);
-    dv.setUint32(o + 8, uint(v.op, 32, 'struct vfio_eeh_pe_op', 'op'), true);
+    dv.setUint32(o, u32(v.argsz ?? 40, 'struct vfio_eeh_pe_op', 'argsz'), true);
+    dv.setUint32(o + 4, u32(v.flags, 'struct vfio_eeh_pe_op', 'flags'), true);
+    dv.setUint32(o + 8, u32(v.op, 'struct vfio_eeh_pe_op', 'op'), true);
     if (v.err !== undefined) {
       const n0 = v.err;
-      dv.setUint32(o + 16, uint(n0.type, 32, 'struct vfio_eeh_pe_op', 'err.type'), true);
-      dv.setUint32(o + 20, uint(n0.func, 32, 'struct vfio_eeh_pe_op', 'err.func'), true);
+      dv.setUint32(o + 16, u32(n0.type, 'struct vfio_eeh_pe_op', 'err.type'), true);
+      dv.setUint32(o + 20, u32(n0.func, 'struct vfio_eeh_pe_op', 'err.func'), true);
       dv.setBigUint64(o + 24, u64(n0.addr, 'struct vfio_eeh_pe_op', 'err.addr'), true);
       dv.setBigUint64(o + 32, u64(n0.mask, 'struct vfio_eeh_pe_op', 'err.mask'), true);
     }
@@ -2815,10 +2919,11 @@ export const VfioIommuSpaprRegisterMemory: StructCodec<T.VfioIommuSpaprRegisterM
     align: 8,
     littleEndian: true,
     offsets: { argsz: 0, flags: 4, vaddr: 8, size: 16 },
+    sizes: { argsz: 4, flags: 4, vaddr: 8, size: 8 },
     sizePrefix: 'argsz',
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.argsz ?? 24, 32, 'struct vfio_iommu_spapr_register_memory', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_spapr_register_memory', 'flags'), true);
+      dv.setUint32(o, u32(v.argsz ?? 24, 'struct vfio_iommu_spapr_register_memory', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_spapr_register_memory', 'flags'), true);
       dv.setBigUint64(o + 8, u64(v.vaddr, 'struct vfio_iommu_spapr_register_memory', 'vaddr'), true);
       dv.setBigUint64(o + 16, u64(v.size, 'struct vfio_iommu_spapr_register_memory', 'size'), true);
     },
@@ -2855,15 +2960,16 @@ export const VfioIommuSpaprTceCreate: StructCodec<T.VfioIommuSpaprTceCreate> =
       __resv2: 28,
       start_addr: 32,
     },
+    sizes: { argsz: 4, flags: 4, page_shift: 4, __resv1: 4, window_size: 8, levels: 4, __resv2: 4, start_addr: 8 },
     sizePrefix: 'argsz',
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.argsz ?? 40, 32, 'struct vfio_iommu_spapr_tce_create', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_spapr_tce_create', 'flags'), true);
-      dv.setUint32(o + 8, uint(v.page_shift, 32, 'struct vfio_iommu_spapr_tce_create', 'page_shift'), true);
-      dv.setUint32(o + 12, uint(v.__resv1, 32, 'struct vfio_iommu_spapr_tce_create', '__resv1'), true);
+      dv.setUint32(o, u32(v.argsz ?? 40, 'struct vfio_iommu_spapr_tce_create', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_spapr_tce_create', 'flags'), true);
+      dv.setUint32(o + 8, u32(v.page_shift, 'struct vfio_iommu_spapr_tce_create', 'page_shift'), true);
+      dv.setUint32(o + 12, u32(v.__resv1, 'struct vfio_iommu_spapr_tce_create', '__resv1'), true);
       dv.setBigUint64(o + 16, u64(v.window_size, 'struct vfio_iommu_spapr_tce_create', 'window_size'), true);
-      dv.setUint32(o + 24, uint(v.levels, 32, 'struct vfio_iommu_spapr_tce_create', 'levels'), true);
-      dv.setUint32(o + 28, uint(v.__resv2, 32, 'struct vfio_iommu_spapr_tce_create', '__resv2'), true);
+      dv.setUint32(o + 24, u32(v.levels, 'struct vfio_iommu_spapr_tce_create', 'levels'), true);
+      dv.setUint32(o + 28, u32(v.__resv2, 'struct vfio_iommu_spapr_tce_create', '__resv2'), true);
       dv.setBigUint64(o + 32, u64(v.start_addr, 'struct vfio_iommu_spapr_tce_create', 'start_addr'), true);
     },
     decodeFrom(dv, o) {
@@ -2894,10 +3000,11 @@ export const VfioIommuSpaprTceRemove: StructCodec<T.VfioIommuSpaprTceRemove> =
     align: 8,
     littleEndian: true,
     offsets: { argsz: 0, flags: 4, start_addr: 8 },
+    sizes: { argsz: 4, flags: 4, start_addr: 8 },
     sizePrefix: 'argsz',
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.argsz ?? 16, 32, 'struct vfio_iommu_spapr_tce_remove', 'argsz'), true);
-      dv.setUint32(o + 4, uint(v.flags, 32, 'struct vfio_iommu_spapr_tce_remove', 'flags'), true);
+      dv.setUint32(o, u32(v.argsz ?? 16, 'struct vfio_iommu_spapr_tce_remove', 'argsz'), true);
+      dv.setUint32(o + 4, u32(v.flags, 'struct vfio_iommu_spapr_tce_remove', 'flags'), true);
       dv.setBigUint64(o + 8, u64(v.start_addr, 'struct vfio_iommu_spapr_tce_remove', 'start_addr'), true);
     },
     decodeFrom(dv, o) {
@@ -3006,13 +3113,100 @@ export const IommuTestCmd: StructCodec<T.IommuTestCmd> = new StructCodec<T.Iommu
     'dmabuf_revoke.revoked': 20,
     last: 64,
   },
+  sizes: {
+    size: 4,
+    op: 4,
+    id: 4,
+    __reserved: 4,
+    add_reserved: 16,
+    'add_reserved.start': 8,
+    'add_reserved.length': 8,
+    mock_domain: 12,
+    'mock_domain.out_stdev_id': 4,
+    'mock_domain.out_hwpt_id': 4,
+    'mock_domain.out_idev_id': 4,
+    mock_domain_flags: 16,
+    'mock_domain_flags.out_stdev_id': 4,
+    'mock_domain_flags.out_hwpt_id': 4,
+    'mock_domain_flags.out_idev_id': 4,
+    'mock_domain_flags.dev_flags': 4,
+    mock_domain_replace: 4,
+    'mock_domain_replace.pt_id': 4,
+    check_map: 24,
+    'check_map.iova': 8,
+    'check_map.length': 8,
+    'check_map.uptr': 8,
+    check_refs: 24,
+    'check_refs.length': 8,
+    'check_refs.uptr': 8,
+    'check_refs.refs': 4,
+    create_access: 8,
+    'create_access.out_access_fd': 4,
+    'create_access.flags': 4,
+    destroy_access_pages: 4,
+    'destroy_access_pages.access_pages_id': 4,
+    access_pages: 32,
+    'access_pages.flags': 4,
+    'access_pages.out_access_pages_id': 4,
+    'access_pages.iova': 8,
+    'access_pages.length': 8,
+    'access_pages.uptr': 8,
+    access_rw: 32,
+    'access_rw.iova': 8,
+    'access_rw.length': 8,
+    'access_rw.uptr': 8,
+    'access_rw.flags': 4,
+    memory_limit: 4,
+    'memory_limit.limit': 4,
+    access_replace_ioas: 4,
+    'access_replace_ioas.ioas_id': 4,
+    dirty: 48,
+    'dirty.flags': 4,
+    'dirty.iova': 8,
+    'dirty.length': 8,
+    'dirty.page_size': 8,
+    'dirty.uptr': 8,
+    'dirty.out_nr_dirty': 8,
+    check_iotlb: 8,
+    'check_iotlb.id': 4,
+    'check_iotlb.iotlb': 4,
+    trigger_iopf: 24,
+    'trigger_iopf.dev_id': 4,
+    'trigger_iopf.pasid': 4,
+    'trigger_iopf.grpid': 4,
+    'trigger_iopf.perm': 4,
+    'trigger_iopf.addr': 8,
+    check_dev_cache: 8,
+    'check_dev_cache.id': 4,
+    'check_dev_cache.cache': 4,
+    trigger_vevent: 4,
+    'trigger_vevent.dev_id': 4,
+    pasid_attach: 8,
+    'pasid_attach.pasid': 4,
+    'pasid_attach.pt_id': 4,
+    pasid_replace: 8,
+    'pasid_replace.pasid': 4,
+    'pasid_replace.pt_id': 4,
+    pasid_detach: 4,
+    'pasid_detach.pasid': 4,
+    pasid_check: 8,
+    'pasid_check.pasid': 4,
+    'pasid_check.hwpt_id': 4,
+    dmabuf_get: 8,
+    'dmabuf_get.length': 4,
+    'dmabuf_get.open_flags': 4,
+    dmabuf_revoke: 8,
+    'dmabuf_revoke.dmabuf_fd': 4,
+    'dmabuf_revoke.revoked': 4,
+    last: 4,
+  },
   sizePrefix: 'size',
   encodeInto(dv, o, v) {
     zero(dv, o, 72);
-    dv.setUint32(o, uint(v.size ?? 72, 32, 'struct iommu_test_cmd', 'size'), true);
-    dv.setUint32(o + 4, uint(v.op, 32, 'struct iommu_test_cmd', 'op'), true);
-    dv.setUint32(o + 8, uint(v.id, 32, 'struct iommu_test_cmd', 'id'), true);
-    dv.setUint32(o + 12, uint(v.__reserved, 32, 'struct iommu_test_cmd', '__reserved'), true);
+    dv.setUint32(o, u32(v.size ?? 72, 'struct iommu_test_cmd', 'size'), true);
+    dv.setUint32(o + 4, u32(v.op, 'struct iommu_test_cmd', 'op'), true);
+    dv.setUint32(o + 8, u32(v.id, 'struct iommu_test_cmd', 'id'), true);
+    dv.setUint32(o + 12, u32(v.__reserved, 'struct iommu_test_cmd', '__reserved'), true);
     if (v.add_reserved !== undefined) {
       const n0 = v.add_reserved;
       dv.setBigUint64(o + 16, u64(n0.start, 'struct iommu_test_cmd', 'add_reserved.start'), true);
@@ -3020,20 +3214,20 @@ export const IommuTestCmd: StructCodec<T.IommuTestCmd> = new StructCodec<T.Iommu
     }
     if (v.mock_domain !== undefined) {
       const n1 = v.mock_domain;
-      dv.setUint32(o + 16, uint(n1.out_stdev_id, 32, 'struct iommu_test_cmd', 'mock_domain.out_stdev_id'), true);
-      dv.setUint32(o + 20, uint(n1.out_hwpt_id, 32, 'struct iommu_test_cmd', 'mock_domain.out_hwpt_id'), true);
-      dv.setUint32(o + 24, uint(n1.out_idev_id, 32, 'struct iommu_test_cmd', 'mock_domain.out_idev_id'), true);
+      dv.setUint32(o + 16, u32(n1.out_stdev_id, 'struct iommu_test_cmd', 'mock_domain.out_stdev_id'), true);
+      dv.setUint32(o + 20, u32(n1.out_hwpt_id, 'struct iommu_test_cmd', 'mock_domain.out_hwpt_id'), true);
+      dv.setUint32(o + 24, u32(n1.out_idev_id, 'struct iommu_test_cmd', 'mock_domain.out_idev_id'), true);
     }
     if (v.mock_domain_flags !== undefined) {
       const n2 = v.mock_domain_flags;
-      dv.setUint32(o + 16, uint(n2.out_stdev_id, 32, 'struct iommu_test_cmd', 'mock_domain_flags.out_stdev_id'), true);
-      dv.setUint32(o + 20, uint(n2.out_hwpt_id, 32, 'struct iommu_test_cmd', 'mock_domain_flags.out_hwpt_id'), true);
-      dv.setUint32(o + 24, uint(n2.out_idev_id, 32, 'struct iommu_test_cmd', 'mock_domain_flags.out_idev_id'), true);
-      dv.setUint32(o + 28, uint(n2.dev_flags, 32, 'struct iommu_test_cmd', 'mock_domain_flags.dev_flags'), true);
+      dv.setUint32(o + 16, u32(n2.out_stdev_id, 'struct iommu_test_cmd', 'mock_domain_flags.out_stdev_id'), true);
+      dv.setUint32(o + 20, u32(n2.out_hwpt_id, 'struct iommu_test_cmd', 'mock_domain_flags.out_hwpt_id'), true);
+      dv.setUint32(o + 24, u32(n2.out_idev_id, 'struct iommu_test_cmd', 'mock_domain_flags.out_idev_id'), true);
+      dv.setUint32(o + 28, u32(n2.dev_flags, 'struct iommu_test_cmd', 'mock_domain_flags.dev_flags'), true);
     }
     if (v.mock_domain_replace !== undefined) {
       const n3 = v.mock_domain_replace;
-      dv.setUint32(o + 16, uint(n3.pt_id, 32, 'struct iommu_test_cmd', 'mock_domain_replace.pt_id'), true);
+      dv.setUint32(o + 16, u32(n3.pt_id, 'struct iommu_test_cmd', 'mock_domain_replace.pt_id'), true);
     }
     if (v.check_map !== undefined) {
       const n4 = v.check_map;
@@ -3045,27 +3239,27 @@ export const IommuTestCmd: StructCodec<T.IommuTestCmd> = new StructCodec<T.Iommu
       const n5 = v.check_refs;
       dv.setBigUint64(o + 16, u64(n5.length, 'struct iommu_test_cmd', 'check_refs.length'), true);
       dv.setBigUint64(o + 24, u64(n5.uptr, 'struct iommu_test_cmd', 'check_refs.uptr'), true);
-      dv.setUint32(o + 32, uint(n5.refs, 32, 'struct iommu_test_cmd', 'check_refs.refs'), true);
+      dv.setUint32(o + 32, u32(n5.refs, 'struct iommu_test_cmd', 'check_refs.refs'), true);
     }
     if (v.create_access !== undefined) {
       const n6 = v.create_access;
-      dv.setUint32(o + 16, uint(n6.out_access_fd, 32, 'struct iommu_test_cmd', 'create_access.out_access_fd'), true);
-      dv.setUint32(o + 20, uint(n6.flags, 32, 'struct iommu_test_cmd', 'create_access.flags'), true);
+      dv.setUint32(o + 16, u32(n6.out_access_fd, 'struct iommu_test_cmd', 'create_access.out_access_fd'), true);
+      dv.setUint32(o + 20, u32(n6.flags, 'struct iommu_test_cmd', 'create_access.flags'), true);
     }
     if (v.destroy_access_pages !== undefined) {
       const n7 = v.destroy_access_pages;
       dv.setUint32(
         o + 16,
-        uint(n7.access_pages_id, 32, 'struct iommu_test_cmd', 'destroy_access_pages.access_pages_id'),
+        u32(n7.access_pages_id, 'struct iommu_test_cmd', 'destroy_access_pages.access_pages_id'),
         true,
       );
     }
     if (v.access_pages !== undefined) {
       const n8 = v.access_pages;
-      dv.setUint32(o + 16, uint(n8.flags, 32, 'struct iommu_test_cmd', 'access_pages.flags'), true);
+      dv.setUint32(o + 16, u32(n8.flags, 'struct iommu_test_cmd', 'access_pages.flags'), true);
       dv.setUint32(
         o + 20,
-        uint(n8.out_access_pages_id, 32, 'struct iommu_test_cmd', 'access_pages.out_access_pages_id'),
+        u32(n8.out_access_pages_id, 'struct iommu_test_cmd', 'access_pages.out_access_pages_id'),
         true,
       );
       dv.setBigUint64(o + 24, u64(n8.iova, 'struct iommu_test_cmd', 'access_pages.iova'), true);
@@ -3077,19 +3271,19 @@ export const IommuTestCmd: StructCodec<T.IommuTestCmd> = new StructCodec<T.Iommu
       dv.setBigUint64(o + 16, u64(n9.iova, 'struct iommu_test_cmd', 'access_rw.iova'), true);
       dv.setBigUint64(o + 24, u64(n9.length, 'struct iommu_test_cmd', 'access_rw.length'), true);
       dv.setBigUint64(o + 32, u64(n9.uptr, 'struct iommu_test_cmd', 'access_rw.uptr'), true);
-      dv.setUint32(o + 40, uint(n9.flags, 32, 'struct iommu_test_cmd', 'access_rw.flags'), true);
+      dv.setUint32(o + 40, u32(n9.flags, 'struct iommu_test_cmd', 'access_rw.flags'), true);
     }
     if (v.memory_limit !== undefined) {
       const n10 = v.memory_limit;
-      dv.setUint32(o + 16, uint(n10.limit, 32, 'struct iommu_test_cmd', 'memory_limit.limit'), true);
+      dv.setUint32(o + 16, u32(n10.limit, 'struct iommu_test_cmd', 'memory_limit.limit'), true);
     }
     if (v.access_replace_ioas !== undefined) {
       const n11 = v.access_replace_ioas;
-      dv.setUint32(o + 16, uint(n11.ioas_id, 32, 'struct iommu_test_cmd', 'access_replace_ioas.ioas_id'), true);
+      dv.setUint32(o + 16, u32(n11.ioas_id, 'struct iommu_test_cmd', 'access_replace_ioas.ioas_id'), true);
     }
     if (v.dirty !== undefined) {
       const n12 = v.dirty;
-      dv.setUint32(o + 16, uint(n12.flags, 32, 'struct iommu_test_cmd', 'dirty.flags'), true);
+      dv.setUint32(o + 16, u32(n12.flags, 'struct iommu_test_cmd', 'dirty.flags'), true);
       dv.setBigUint64(o + 24, u64(n12.iova, 'struct iommu_test_cmd', 'dirty.iova'), true);
       dv.setBigUint64(o + 32, u64(n12.length, 'struct iommu_test_cmd', 'dirty.length'), true);
       dv.setBigUint64(o + 40, u64(n12.page_size, 'struct iommu_test_cmd', 'dirty.page_size'), true);
@@ -3098,56 +3292,56 @@ export const IommuTestCmd: StructCodec<T.IommuTestCmd> = new StructCodec<T.Iommu
     }
     if (v.check_iotlb !== undefined) {
       const n13 = v.check_iotlb;
-      dv.setUint32(o + 16, uint(n13.id, 32, 'struct iommu_test_cmd', 'check_iotlb.id'), true);
-      dv.setUint32(o + 20, uint(n13.iotlb, 32, 'struct iommu_test_cmd', 'check_iotlb.iotlb'), true);
+      dv.setUint32(o + 16, u32(n13.id, 'struct iommu_test_cmd', 'check_iotlb.id'), true);
+      dv.setUint32(o + 20, u32(n13.iotlb, 'struct iommu_test_cmd', 'check_iotlb.iotlb'), true);
     }
     if (v.trigger_iopf !== undefined) {
       const n14 = v.trigger_iopf;
-      dv.setUint32(o + 16, uint(n14.dev_id, 32, 'struct iommu_test_cmd', 'trigger_iopf.dev_id'), true);
-      dv.setUint32(o + 20, uint(n14.pasid, 32, 'struct iommu_test_cmd', 'trigger_iopf.pasid'), true);
-      dv.setUint32(o + 24, uint(n14.grpid, 32, 'struct iommu_test_cmd', 'trigger_iopf.grpid'), true);
-      dv.setUint32(o + 28, uint(n14.perm, 32, 'struct iommu_test_cmd', 'trigger_iopf.perm'), true);
+      dv.setUint32(o + 16, u32(n14.dev_id, 'struct iommu_test_cmd', 'trigger_iopf.dev_id'), true);
+      dv.setUint32(o + 20, u32(n14.pasid, 'struct iommu_test_cmd', 'trigger_iopf.pasid'), true);
+      dv.setUint32(o + 24, u32(n14.grpid, 'struct iommu_test_cmd', 'trigger_iopf.grpid'), true);
+      dv.setUint32(o + 28, u32(n14.perm, 'struct iommu_test_cmd', 'trigger_iopf.perm'), true);
       dv.setBigUint64(o + 32, u64(n14.addr, 'struct iommu_test_cmd', 'trigger_iopf.addr'), true);
     }
     if (v.check_dev_cache !== undefined) {
       const n15 = v.check_dev_cache;
-      dv.setUint32(o + 16, uint(n15.id, 32, 'struct iommu_test_cmd', 'check_dev_cache.id'), true);
-      dv.setUint32(o + 20, uint(n15.cache, 32, 'struct iommu_test_cmd', 'check_dev_cache.cache'), true);
+      dv.setUint32(o + 16, u32(n15.id, 'struct iommu_test_cmd', 'check_dev_cache.id'), true);
+      dv.setUint32(o + 20, u32(n15.cache, 'struct iommu_test_cmd', 'check_dev_cache.cache'), true);
     }
     if (v.trigger_vevent !== undefined) {
       const n16 = v.trigger_vevent;
-      dv.setUint32(o + 16, uint(n16.dev_id, 32, 'struct iommu_test_cmd', 'trigger_vevent.dev_id'), true);
+      dv.setUint32(o + 16, u32(n16.dev_id, 'struct iommu_test_cmd', 'trigger_vevent.dev_id'), true);
     }
     if (v.pasid_attach !== undefined) {
       const n17 = v.pasid_attach;
-      dv.setUint32(o + 16, uint(n17.pasid, 32, 'struct iommu_test_cmd', 'pasid_attach.pasid'), true);
-      dv.setUint32(o + 20, uint(n17.pt_id, 32, 'struct iommu_test_cmd', 'pasid_attach.pt_id'), true);
+      dv.setUint32(o + 16, u32(n17.pasid, 'struct iommu_test_cmd', 'pasid_attach.pasid'), true);
+      dv.setUint32(o + 20, u32(n17.pt_id, 'struct iommu_test_cmd', 'pasid_attach.pt_id'), true);
     }
     if (v.pasid_replace !== undefined) {
       const n18 = v.pasid_replace;
-      dv.setUint32(o + 16, uint(n18.pasid, 32, 'struct iommu_test_cmd', 'pasid_replace.pasid'), true);
-      dv.setUint32(o + 20, uint(n18.pt_id, 32, 'struct iommu_test_cmd', 'pasid_replace.pt_id'), true);
+      dv.setUint32(o + 16, u32(n18.pasid, 'struct iommu_test_cmd', 'pasid_replace.pasid'), true);
+      dv.setUint32(o + 20, u32(n18.pt_id, 'struct iommu_test_cmd', 'pasid_replace.pt_id'), true);
     }
     if (v.pasid_detach !== undefined) {
       const n19 = v.pasid_detach;
-      dv.setUint32(o + 16, uint(n19.pasid, 32, 'struct iommu_test_cmd', 'pasid_detach.pasid'), true);
+      dv.setUint32(o + 16, u32(n19.pasid, 'struct iommu_test_cmd', 'pasid_detach.pasid'), true);
     }
     if (v.pasid_check !== undefined) {
       const n20 = v.pasid_check;
-      dv.setUint32(o + 16, uint(n20.pasid, 32, 'struct iommu_test_cmd', 'pasid_check.pasid'), true);
-      dv.setUint32(o + 20, uint(n20.hwpt_id, 32, 'struct iommu_test_cmd', 'pasid_check.hwpt_id'), true);
+      dv.setUint32(o + 16, u32(n20.pasid, 'struct iommu_test_cmd', 'pasid_check.pasid'), true);
+      dv.setUint32(o + 20, u32(n20.hwpt_id, 'struct iommu_test_cmd', 'pasid_check.hwpt_id'), true);
     }
     if (v.dmabuf_get !== undefined) {
       const n21 = v.dmabuf_get;
-      dv.setUint32(o + 16, uint(n21.length, 32, 'struct iommu_test_cmd', 'dmabuf_get.length'), true);
-      dv.setUint32(o + 20, uint(n21.open_flags, 32, 'struct iommu_test_cmd', 'dmabuf_get.open_flags'), true);
+      dv.setUint32(o + 16, u32(n21.length, 'struct iommu_test_cmd', 'dmabuf_get.length'), true);
+      dv.setUint32(o + 20, u32(n21.open_flags, 'struct iommu_test_cmd', 'dmabuf_get.open_flags'), true);
     }
     if (v.dmabuf_revoke !== undefined) {
       const n22 = v.dmabuf_revoke;
-      dv.setInt32(o + 16, sint(n22.dmabuf_fd, 32, 'struct iommu_test_cmd', 'dmabuf_revoke.dmabuf_fd'), true);
-      dv.setUint32(o + 20, uint(n22.revoked, 32, 'struct iommu_test_cmd', 'dmabuf_revoke.revoked'), true);
+      dv.setInt32(o + 16, s32(n22.dmabuf_fd, 'struct iommu_test_cmd', 'dmabuf_revoke.dmabuf_fd'), true);
+      dv.setUint32(o + 20, u32(n22.revoked, 'struct iommu_test_cmd', 'dmabuf_revoke.revoked'), true);
     }
-    dv.setUint32(o + 64, uint(v.last, 32, 'struct iommu_test_cmd', 'last'), true);
+    dv.setUint32(o + 64, u32(v.last, 'struct iommu_test_cmd', 'last'), true);
   },
   decodeFrom(dv, o) {
     return {
@@ -3235,9 +3429,10 @@ export const IommuTestHwInfo: StructCodec<T.IommuTestHwInfo> = new StructCodec<T
   align: 4,
   littleEndian: true,
   offsets: { flags: 0, test_reg: 4 },
+  sizes: { flags: 4, test_reg: 4 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.flags, 32, 'struct iommu_test_hw_info', 'flags'), true);
-    dv.setUint32(o + 4, uint(v.test_reg, 32, 'struct iommu_test_hw_info', 'test_reg'), true);
+    dv.setUint32(o, u32(v.flags, 'struct iommu_test_hw_info', 'flags'), true);
+    dv.setUint32(o + 4, u32(v.test_reg, 'struct iommu_test_hw_info', 'test_reg'), true);
   },
   decodeFrom(dv, o) {
     return { flags: dv.getUint32(o, true), test_reg: dv.getUint32(o + 4, true) };
@@ -3255,9 +3450,10 @@ export const IommuHwptSelftest: StructCodec<T.IommuHwptSelftest> = new StructCod
   align: 4,
   littleEndian: true,
   offsets: { iotlb: 0, pagetable_type: 4 },
+  sizes: { iotlb: 4, pagetable_type: 4 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.iotlb, 32, 'struct iommu_hwpt_selftest', 'iotlb'), true);
-    dv.setUint32(o + 4, uint(v.pagetable_type, 32, 'struct iommu_hwpt_selftest', 'pagetable_type'), true);
+    dv.setUint32(o, u32(v.iotlb, 'struct iommu_hwpt_selftest', 'iotlb'), true);
+    dv.setUint32(o + 4, u32(v.pagetable_type, 'struct iommu_hwpt_selftest', 'pagetable_type'), true);
   },
   decodeFrom(dv, o) {
     return { iotlb: dv.getUint32(o, true), pagetable_type: dv.getUint32(o + 4, true) };
@@ -3278,9 +3474,10 @@ export const IommuHwptInvalidateSelftest: StructCodec<T.IommuHwptInvalidateSelft
     align: 4,
     littleEndian: true,
     offsets: { flags: 0, iotlb_id: 4 },
+    sizes: { flags: 4, iotlb_id: 4 },
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.flags, 32, 'struct iommu_hwpt_invalidate_selftest', 'flags'), true);
-      dv.setUint32(o + 4, uint(v.iotlb_id, 32, 'struct iommu_hwpt_invalidate_selftest', 'iotlb_id'), true);
+      dv.setUint32(o, u32(v.flags, 'struct iommu_hwpt_invalidate_selftest', 'flags'), true);
+      dv.setUint32(o + 4, u32(v.iotlb_id, 'struct iommu_hwpt_invalidate_selftest', 'iotlb_id'), true);
     },
     decodeFrom(dv, o) {
       return { flags: dv.getUint32(o, true), iotlb_id: dv.getUint32(o + 4, true) };
@@ -3300,9 +3497,10 @@ export const IommuViommuSelftest: StructCodec<T.IommuViommuSelftest> = new Struc
   align: 8,
   littleEndian: true,
   offsets: { in_data: 0, out_data: 4, out_mmap_offset: 8, out_mmap_length: 16 },
+  sizes: { in_data: 4, out_data: 4, out_mmap_offset: 8, out_mmap_length: 8 },
   encodeInto(dv, o, v) {
-    dv.setUint32(o, uint(v.in_data, 32, 'struct iommu_viommu_selftest', 'in_data'), true);
-    dv.setUint32(o + 4, uint(v.out_data, 32, 'struct iommu_viommu_selftest', 'out_data'), true);
+    dv.setUint32(o, u32(v.in_data, 'struct iommu_viommu_selftest', 'in_data'), true);
+    dv.setUint32(o + 4, u32(v.out_data, 'struct iommu_viommu_selftest', 'out_data'), true);
     dv.setBigUint64(o + 8, u64(v.out_mmap_offset, 'struct iommu_viommu_selftest', 'out_mmap_offset'), true);
     dv.setBigUint64(o + 16, u64(v.out_mmap_length, 'struct iommu_viommu_selftest', 'out_mmap_length'), true);
   },
@@ -3330,10 +3528,11 @@ export const IommuViommuInvalidateSelftest: StructCodec<T.IommuViommuInvalidateS
     align: 4,
     littleEndian: true,
     offsets: { flags: 0, vdev_id: 4, cache_id: 8 },
+    sizes: { flags: 4, vdev_id: 4, cache_id: 4 },
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.flags, 32, 'struct iommu_viommu_invalidate_selftest', 'flags'), true);
-      dv.setUint32(o + 4, uint(v.vdev_id, 32, 'struct iommu_viommu_invalidate_selftest', 'vdev_id'), true);
-      dv.setUint32(o + 8, uint(v.cache_id, 32, 'struct iommu_viommu_invalidate_selftest', 'cache_id'), true);
+      dv.setUint32(o, u32(v.flags, 'struct iommu_viommu_invalidate_selftest', 'flags'), true);
+      dv.setUint32(o + 4, u32(v.vdev_id, 'struct iommu_viommu_invalidate_selftest', 'vdev_id'), true);
+      dv.setUint32(o + 8, u32(v.cache_id, 'struct iommu_viommu_invalidate_selftest', 'cache_id'), true);
     },
     decodeFrom(dv, o) {
       return { flags: dv.getUint32(o, true), vdev_id: dv.getUint32(o + 4, true), cache_id: dv.getUint32(o + 8, true) };
@@ -3352,8 +3551,9 @@ export const IommuViommuEventSelftest: StructCodec<T.IommuViommuEventSelftest> =
     align: 4,
     littleEndian: true,
     offsets: { virt_id: 0 },
+    sizes: { virt_id: 4 },
     encodeInto(dv, o, v) {
-      dv.setUint32(o, uint(v.virt_id, 32, 'struct iommu_viommu_event_selftest', 'virt_id'), true);
+      dv.setUint32(o, u32(v.virt_id, 'struct iommu_viommu_event_selftest', 'virt_id'), true);
     },
     decodeFrom(dv, o) {
       return { virt_id: dv.getUint32(o, true) };

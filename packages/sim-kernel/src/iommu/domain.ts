@@ -1,0 +1,125 @@
+/**
+ * The IOMMU core's view of translation (include/linux/iommu.h): domains that map IOVAs to
+ * physical addresses, IOMMU units that create them and attach devices to them, and the
+ * reserved regions a device brings. iommufd and VFIO talk to hardware models only through
+ * these types.
+ */
+
+/** iommu_map() protection bits (include/linux/iommu.h). */
+export const IOMMU_READ = 1 << 0;
+export const IOMMU_WRITE = 1 << 1;
+export const IOMMU_CACHE = 1 << 2;
+export const IOMMU_NOEXEC = 1 << 3;
+export const IOMMU_MMIO = 1 << 4;
+export const IOMMU_PRIV = 1 << 5;
+
+/** struct iommu_domain_geometry: the IOVA window a domain can translate. */
+export interface DomainGeometry {
+  apertureStart: bigint;
+  apertureEnd: bigint;
+  forceAperture: boolean;
+}
+
+/** enum iommu_resv_type. */
+export type ResvType = 'direct' | 'direct-relaxable' | 'reserved' | 'msi' | 'sw-msi';
+
+/** struct iommu_resv_region: an IOVA range a device must not (or must always) have mapped. */
+export interface ResvRegion {
+  start: bigint;
+  length: bigint;
+  prot: number;
+  type: ResvType;
+}
+
+/** A DMA access as the translation core classifies it. */
+export type Access = 'read' | 'write';
+
+/** Why a translation failed (reported as a DMA fault, as DMAR fault records do). */
+export type FaultReason = 'not-present' | 'permission' | 'address-width' | 'second-stage';
+
+/** A blocked DMA: the address, the PASID (if any) and the access. */
+export interface DmaFault {
+  reason: FaultReason;
+  iova: bigint;
+  pasid: number | undefined;
+  access: Access;
+  /** The device that issued the DMA (its PCI name, 0000:00:03.0). */
+  device: string;
+}
+
+/** Dirty-tracking operations of a domain (struct iommu_dirty_ops). */
+export interface DirtyOps {
+  setDirtyTracking(enabled: boolean): void;
+  /** Reports (and unless `noClear`, clears) dirty IOVA pages in [iova, iova + length). */
+  readAndClearDirty(
+    iova: bigint,
+    length: bigint,
+    noClear: boolean,
+    record: (iova: bigint, length: bigint) => void,
+  ): void;
+}
+
+/**
+ * struct iommu_domain: a translation context. Paging domains own a page table that
+ * iommu_map()/iommu_unmap() edit; nested domains translate through a parent; blocked
+ * domains translate nothing.
+ */
+export interface IommuDomain {
+  readonly kind: 'paging' | 'nested' | 'blocked' | 'identity';
+  /** pgsize_bitmap: the page sizes the domain's page table can use. */
+  readonly pgsizeBitmap: bigint;
+  readonly geometry: DomainGeometry;
+  /** The IOMMU unit that created the domain. */
+  readonly owner: IommuUnit;
+  readonly dirtyOps?: DirtyOps;
+  /**
+   * iommu_map(): maps [iova, iova + size) to [paddr, paddr + size) with `prot`. The range is
+   * aligned to the smallest page size. Throws ErrnoError (EINVAL outside the aperture,
+   * EEXIST for an IOVA already mapped, ENOMEM).
+   */
+  map(iova: bigint, paddr: number, size: number, prot: number): void;
+  /** iommu_unmap(): returns the number of bytes unmapped (which may exceed `size` for huge pages). */
+  unmap(iova: bigint, size: number): number;
+  /** iommu_iova_to_phys(): 0 when nothing is mapped at `iova`. */
+  iovaToPhys(iova: bigint): number;
+  /** Frees the page table (iommu_domain_free()). */
+  free(): void;
+}
+
+/** Flags of domain_alloc_paging_flags() (IOMMU_HWPT_ALLOC_* from the uAPI). */
+export interface PagingDomainFlags {
+  nestParent?: boolean;
+  dirtyTracking?: boolean;
+  pasid?: boolean;
+}
+
+/** A device as the IOMMU core sees it (struct device with its iommu_group and fwspec). */
+export interface IommuDevice {
+  /** The PCI name, e.g. `0000:00:03.0`. */
+  readonly name: string;
+  readonly unit: IommuUnit;
+  /** Max PASID width the device supports (0 without a PASID capability). */
+  readonly pasidBits: number;
+  /** The domain attached to the device's RID, and to each PASID. */
+  attached: IommuDomain | undefined;
+  readonly pasidAttached: Map<number, IommuDomain>;
+}
+
+/**
+ * An IOMMU unit and its driver (struct iommu_device + iommu_ops): it allocates domains for
+ * the devices behind it, attaches them, reports reserved regions and hardware info.
+ */
+export interface IommuUnit {
+  /** A name for messages: `dmar0`, `mock-iommu`. */
+  readonly name: string;
+  /** ops->domain_alloc_paging_flags(): a paging domain for `dev`, or an ErrnoError. */
+  domainAllocPaging(dev: IommuDevice, flags: PagingDomainFlags): IommuDomain;
+  /** The domain that blocks all DMA (ops->blocked_domain). */
+  readonly blockedDomain: IommuDomain;
+  /** ops->attach_dev / set_dev_pasid: attaches or replaces; ErrnoError if incompatible. */
+  attach(dev: IommuDevice, domain: IommuDomain, pasid?: number): void;
+  /** ops->get_resv_regions(). */
+  reservedRegions(dev: IommuDevice): ResvRegion[];
+  /** Whether the unit can track dirty pages (IOMMU_CAP_DIRTY_TRACKING). */
+  readonly dirtyTracking: boolean;
+}

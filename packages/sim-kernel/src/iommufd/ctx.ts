@@ -1,0 +1,107 @@
+import type { StructIoctl } from '@vfio-ts/uapi/runtime';
+import { kfail } from '../errors.js';
+import type { Kernel } from '../kernel.js';
+import type { IoctlArg } from '../vfs/ioctl-arg.js';
+import { SimFile } from '../vfs/file.js';
+import { ObjectTable } from './object.js';
+import { copyStructFromUser, offsetofend, Ucmd, type IoctlOp } from './ucmd.js';
+
+/** IOMMUFD_CMD_BASE. */
+const CMD_BASE = 0x80;
+
+/** How pinned pages are charged (enum iopt_pages_account_mode). */
+export type AccountMode = 'none' | 'user' | 'mm';
+
+/**
+ * struct iommufd_ctx: what one open of /dev/iommu holds. Objects live in its table; its
+ * account mode decides how pinned pages are charged.
+ */
+export class IommufdCtx {
+  readonly objects = new ObjectTable();
+  accountMode: AccountMode = 'user';
+
+  constructor(readonly kernel: Kernel) {}
+}
+
+/** Builds a table entry for an ioctl this kernel version has; undefined when it has none. */
+export function defineOp<T>(
+  kernel: Kernel,
+  name: string,
+  last: string,
+  execute: (ucmd: Ucmd<T>) => number | void,
+): IoctlOp<T> | undefined {
+  const d = (kernel.uapi as unknown as Record<string, StructIoctl<T> | undefined>)[name];
+  if (!d) return undefined;
+  return { name, request: d.request, codec: d.codec, last, execute };
+}
+
+/** The command table of main.c, indexed by `_IOC_NR(cmd) - IOMMUFD_CMD_BASE`. */
+export class IoctlTable {
+  private readonly ops: (IoctlOp<unknown> | undefined)[] = [];
+
+  add(op: IoctlOp<any> | undefined): void {
+    if (!op) return;
+    this.ops[(op.request & 0xff) - CMD_BASE] = op;
+  }
+
+  /** The table's ARRAY_SIZE. */
+  get length(): number {
+    return this.ops.length;
+  }
+
+  at(index: number): IoctlOp<unknown> | undefined {
+    return this.ops[index];
+  }
+}
+
+/**
+ * The file behind an open /dev/iommu (iommufd_fops): ioctls go through the command table
+ * with the size rules of iommufd_fops_ioctl(); closing it destroys every object.
+ */
+export class IommufdFile extends SimFile {
+  readonly ctx: IommufdCtx;
+
+  constructor(
+    readonly kernel: Kernel,
+    private readonly table: IoctlTable,
+    flags: number,
+    /** Serves VFIO container ioctls (iommufd_vfio_ioctl), when the kernel has them. */
+    private readonly vfioIoctl?: (ctx: IommufdCtx, cmd: number, arg: IoctlArg) => number,
+  ) {
+    super(flags);
+    this.ctx = new IommufdCtx(kernel);
+  }
+
+  override ioctl(cmd: number, arg: IoctlArg): number {
+    const nr = cmd & 0xff;
+    if (nr < CMD_BASE || nr - CMD_BASE >= this.table.length) {
+      if (this.vfioIoctl) return this.vfioIoctl(this.ctx, cmd, arg);
+      return kfail('ENOTTY');
+    }
+    const userSize = arg.u32(0);
+    const op = this.table.at(nr - CMD_BASE);
+    if (!op || op.request !== cmd) return kfail('ENOTTY');
+    const minSize = offsetofend(op.codec, op.last);
+    if (userSize < minSize)
+      kfail(
+        'EINVAL',
+        `size ${userSize} is below the minimum ${minSize} (offsetofend(${op.codec.name}, ${op.last}))`,
+        'size',
+      );
+    const kbuf = copyStructFromUser(arg, op.codec.size, userSize);
+    const ucmd = new Ucmd(this.ctx, arg, userSize, op, op.codec.decode(kbuf));
+    let ret: number | void;
+    try {
+      ret = op.execute(ucmd);
+    } catch (e) {
+      if (ucmd.newObj) this.ctx.objects.abort(ucmd.newObj);
+      throw e;
+    }
+    if (ucmd.newObj) this.ctx.objects.finalize(ucmd.newObj);
+    return ret ?? 0;
+  }
+
+  protected override release(): void {
+    this.ctx.objects.destroyAll();
+  }
+}

@@ -1,0 +1,49 @@
+import { PhysMemory } from './hw/phys-memory.js';
+import { Process } from './mm/process.js';
+import { Devfs } from './vfs/devfs.js';
+import { FdTable } from './vfs/fd-table.js';
+import { NEWEST, UAPI, type KernelVersion } from './versions/index.js';
+
+/** How the simulated kernel is built. */
+export interface KernelConfig {
+  version: KernelVersion;
+  /** Serve IOMMU_TEST_CMD (a kernel built with CONFIG_IOMMUFD_TEST). */
+  testInterface: boolean;
+  /** RLIMIT_MEMLOCK of the process, in bytes. */
+  memlockLimit: number;
+  /** The process holds CAP_IPC_LOCK and CAP_SYS_RESOURCE (as root does). */
+  privileged: boolean;
+}
+
+export const DEFAULT_CONFIG: KernelConfig = {
+  version: NEWEST,
+  testInterface: false,
+  // The default RLIMIT_MEMLOCK since Linux 5.16 (MLOCK_LIMIT, 8 MiB).
+  memlockLimit: 8 * 1024 * 1024,
+  privileged: false,
+};
+
+/**
+ * The simulated machine and kernel: physical memory, the one process using it (address
+ * space, limits, file descriptors) and the device nodes the drivers registered. Drivers
+ * reach each other through it.
+ */
+export class Kernel {
+  readonly phys = new PhysMemory();
+  readonly process: Process;
+  readonly devfs = new Devfs();
+  readonly fds = new FdTable();
+  readonly uapi: (typeof UAPI)[KernelVersion];
+
+  constructor(readonly config: KernelConfig) {
+    this.uapi = UAPI[config.version];
+    this.process = new Process(this.phys, config.memlockLimit, {
+      ipcLock: config.privileged,
+      sysResource: config.privileged,
+    });
+  }
+
+  get version(): KernelVersion {
+    return this.config.version;
+  }
+}

@@ -1,0 +1,176 @@
+import { ErrnoError, O_CLOEXEC, O_RDWR, type KernelPort, type Mapping, type UserMemory } from '@vfio-ts/uapi/runtime';
+import { kfail, syscall } from './errors.js';
+import { PAGE_SIZE } from './hw/phys-memory.js';
+import { registerIommufd } from './iommufd/main.js';
+import { DEFAULT_CONFIG, Kernel } from './kernel.js';
+import { EventFd } from './vfs/eventfd.js';
+import { MemFd } from './vfs/memfd.js';
+import { IoctlArg } from './vfs/ioctl-arg.js';
+import { isKernelVersion, KERNEL_VERSIONS, type KernelVersion } from './versions/index.js';
+
+/** How to build a simulated kernel. */
+export interface SimKernelOptions {
+  /** The kernel version to act as (default: the newest, `'7.2'`). */
+  version?: KernelVersion;
+  /** Serve the kernel's iommufd selftest interface (IOMMU_TEST_CMD), as CONFIG_IOMMUFD_TEST does. */
+  testInterface?: boolean;
+  /** RLIMIT_MEMLOCK of the simulated process in bytes (default 8 MiB, Linux's default). */
+  memlockLimit?: number;
+  /** The process has CAP_IPC_LOCK and CAP_SYS_RESOURCE, as root does (default false). */
+  privileged?: boolean;
+}
+
+const FIOCLEX = 0x5451;
+const FIONCLEX = 0x5450;
+const FIONBIO = 0x5421;
+const FIOASYNC = 0x5452;
+
+/**
+ * A simulated Linux kernel that answers the VFIO and iommufd ioctls with Linux's bytes and
+ * errno values, for tests that have no VFIO hardware. It implements `KernelPort`, so code
+ * written against the port runs on it unchanged; failures throw `ErrnoError`.
+ *
+ * @example
+ * const sim = new SimKernel({ version: '7.2' });
+ * const iommufd = sim.open('/dev/iommu');
+ */
+export class SimKernel implements KernelPort {
+  /** The simulated machine; tests reach simulated hardware and kernel state through it. */
+  readonly kernel: Kernel;
+  private readonly mappings = new Map<bigint, { start: number; unmap?: () => void }>();
+  private readonly requestNames = new Map<number, string>();
+
+  constructor(options: SimKernelOptions = {}) {
+    const version = options.version ?? DEFAULT_CONFIG.version;
+    if (!isKernelVersion(version))
+      throw new Error(`unknown kernel version ${String(version)}; expected one of ${KERNEL_VERSIONS.join(', ')}`);
+    this.kernel = new Kernel({
+      version,
+      testInterface: options.testInterface ?? DEFAULT_CONFIG.testInterface,
+      memlockLimit: options.memlockLimit ?? DEFAULT_CONFIG.memlockLimit,
+      privileged: options.privileged ?? DEFAULT_CONFIG.privileged,
+    });
+    registerIommufd(this.kernel);
+    for (const [name, d] of Object.entries(this.kernel.uapi)) {
+      const request = (d as { kind?: string; request?: number }).request;
+      if ((d as { kind?: string }).kind && request !== undefined && !this.requestNames.has(request))
+        this.requestNames.set(request, name);
+    }
+  }
+
+  /** The kernel version this simulator acts as. */
+  get version(): KernelVersion {
+    return this.kernel.version;
+  }
+
+  open(path: string, flags = O_RDWR | O_CLOEXEC): number {
+    return syscall('open', () => this.kernel.fds.install(this.kernel.devfs.open(path, flags)));
+  }
+
+  close(fd: number): void {
+    syscall('close', () => this.kernel.fds.close(fd));
+  }
+
+  ioctl(fd: number, request: number, arg?: Uint8Array | number | bigint): number {
+    const cmd = request >>> 0;
+    return syscall(this.requestNames.get(cmd) ?? `ioctl 0x${cmd.toString(16)}`, () => {
+      const file = this.kernel.fds.get(fd);
+      const a = new IoctlArg(this.kernel.process.mm, arg);
+      // do_vfs_ioctl() handles these for every file before the driver sees them.
+      switch (cmd) {
+        case FIOCLEX:
+        case FIONCLEX:
+          return 0;
+        case FIONBIO:
+        case FIOASYNC:
+          a.u32(0);
+          return 0;
+      }
+      return file.ioctl(cmd, a);
+    });
+  }
+
+  read(fd: number, buf: Uint8Array): number {
+    return syscall('read', () => {
+      const f = this.kernel.fds.get(fd);
+      const n = f.read(buf, undefined);
+      return n;
+    });
+  }
+
+  write(fd: number, buf: Uint8Array): number {
+    return syscall('write', () => this.kernel.fds.get(fd).write(buf, undefined));
+  }
+
+  pread(fd: number, buf: Uint8Array, offset: bigint): number {
+    return syscall('pread', () => {
+      const f = this.kernel.fds.get(fd);
+      if (offset < 0n) kfail('EINVAL', 'negative offset');
+      if (!f.positional) kfail('ESPIPE', 'the file does not support positional reads');
+      return f.read(buf, offset);
+    });
+  }
+
+  pwrite(fd: number, buf: Uint8Array, offset: bigint): number {
+    return syscall('pwrite', () => {
+      const f = this.kernel.fds.get(fd);
+      if (offset < 0n) kfail('EINVAL', 'negative offset');
+      if (!f.positional) kfail('ESPIPE', 'the file does not support positional writes');
+      return f.write(buf, offset);
+    });
+  }
+
+  mmap(fd: number, length: number, prot: number, flags: number, offset: bigint): Mapping {
+    return syscall('mmap', () => {
+      if (length <= 0) kfail('EINVAL', 'mmap of zero bytes');
+      if (offset % BigInt(PAGE_SIZE) !== 0n) kfail('EINVAL', 'the offset is not page aligned');
+      const target = this.kernel.fds.get(fd).mmap(length, prot, flags, offset);
+      const mm = this.kernel.process.mm;
+      const vma =
+        target.kind === 'ram' ? mm.mapFile(target.range, target.offset, target.length) : mm.mapMmio(target.bytes);
+      const address = BigInt(vma.start);
+      this.mappings.set(address, { start: vma.start, unmap: target.kind === 'mmio' ? target.onUnmap : undefined });
+      const mapping: Mapping = { address, bytes: vma.bytes };
+      if (target.kind === 'mmio') {
+        if (target.onStore) Object.assign(mapping, { onStore: target.onStore });
+        if (target.onLoad) Object.assign(mapping, { onLoad: target.onLoad });
+      }
+      return mapping;
+    });
+  }
+
+  munmap(mapping: Mapping): void {
+    syscall('munmap', () => {
+      const m = this.mappings.get(mapping.address);
+      if (!m) kfail('EINVAL', `no mapping at 0x${mapping.address.toString(16)}`);
+      this.kernel.process.mm.unmap(m.start);
+      this.mappings.delete(mapping.address);
+      m.unmap?.();
+    });
+  }
+
+  eventfd(initval = 0, flags = 0): number {
+    return syscall('eventfd', () => this.kernel.fds.install(new EventFd(initval, flags)));
+  }
+
+  memfd(name: string, size: number): number {
+    return syscall('memfd_create', () => {
+      if (!Number.isInteger(size) || size < 0) kfail('EINVAL', `size ${size}`);
+      return this.kernel.fds.install(new MemFd(this.kernel.phys, name, size, O_RDWR));
+    });
+  }
+
+  alloc(length: number): UserMemory {
+    if (!Number.isInteger(length) || length <= 0)
+      throw new ErrnoError('EINVAL', { call: 'alloc', detail: `length ${length}` });
+    const vma = this.kernel.process.mm.mapAnonymous(length);
+    return { address: BigInt(vma.start), bytes: vma.bytes.subarray(0, length) };
+  }
+
+  free(memory: UserMemory): void {
+    syscall('free', () => {
+      const vma = this.kernel.process.mm.unmap(Number(memory.address));
+      if (vma.range && vma.range.pins.every((p) => p === 0)) this.kernel.phys.release(vma.range);
+    });
+  }
+}
