@@ -5,3 +5,4 @@
  * @packageDocumentation
  */
 export * from './linux-7.2.js';
+export * from './entries.js';
