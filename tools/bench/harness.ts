@@ -8,6 +8,15 @@ export interface BenchResult {
   nsPerOp: number;
 }
 
+/** A goal a suite checks: `value` against `limit`, lower or higher being better. */
+export interface Target {
+  what: string;
+  value: number;
+  limit: number;
+  better: 'lower' | 'higher';
+  unit: string;
+}
+
 let sink = 0;
 
 /** Feeds a value into the checksum so the optimiser must compute it. */

@@ -2,24 +2,21 @@
  * `npm run bench`: the project's speed and memory figures. Suites:
  *   codecs    generated codecs against hand-written DataView, typed-binary and koffi
  *   generate  wall time of `vfio-ts-codegen generate` for every snapshot
+ *   sim-ioas  simulated IOMMU_IOAS_MAP + UNMAP pairs per second with 1k/10k/100k live areas, heap per area
+ *   sim-dma   simulated DMA translations per second (IOTLB hits and misses)
  * Usage: npm run bench [-- <suite>...]
  * Targets are checked and reported (met / MISSED); the run always prints every figure.
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checksum } from './harness.js';
+import { checksum, type Target } from './harness.js';
 import { codecSuite } from './codecs.js';
+import { simDmaSuite } from './sim-dma.js';
+import { simIoasSuite } from './sim-ioas.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-interface Target {
-  what: string;
-  value: number;
-  limit: number;
-  better: 'lower' | 'higher';
-  unit: string;
-}
 const targets: Target[] = [];
 
 function ratio(rows: { name: string; nsPerOp: number }[], a: string, b: string): number {
@@ -27,6 +24,12 @@ function ratio(rows: { name: string; nsPerOp: number }[], a: string, b: string):
 }
 
 const suites: Record<string, () => void> = {
+  'sim-ioas'() {
+    targets.push(...simIoasSuite().targets);
+  },
+  'sim-dma'() {
+    targets.push(...simDmaSuite().targets);
+  },
   codecs() {
     const results = codecSuite();
     for (const [name, rows] of Object.entries(results)) {

@@ -1,4 +1,7 @@
 import { PhysMemory } from './hw/phys-memory.js';
+import type { IntelVtdUnit } from './iommu/intel-vtd.js';
+import type { IommufdDeviceApi } from './vfio/iommufd.js';
+import type { SimDevice } from './vfio/pci/vfio-pci.js';
 import { Process } from './mm/process.js';
 import { Devfs } from './vfs/devfs.js';
 import { FdTable } from './vfs/fd-table.js';
@@ -34,6 +37,12 @@ export class Kernel {
   readonly devfs = new Devfs();
   readonly fds = new FdTable();
   readonly uapi: (typeof UAPI)[KernelVersion];
+  /** The machine's IOMMU (QEMU's intel-iommu), when it has devices. */
+  iommu: IntelVtdUnit | undefined;
+  /** The simulated PCI devices bound to vfio-pci, in bus order. */
+  readonly devices: SimDevice[] = [];
+  /** iommufd's device entry points, which VFIO calls (iommufd_device_bind() and friends). */
+  iommufdDeviceApi: IommufdDeviceApi | undefined;
 
   constructor(readonly config: KernelConfig) {
     this.uapi = UAPI[config.version];

@@ -1,12 +1,16 @@
 import { ErrnoError, O_CLOEXEC, O_RDWR, type KernelPort, type Mapping, type UserMemory } from '@vfio-ts/uapi/runtime';
 import { kfail, syscall } from './errors.js';
+import { buildMachine, type DeviceOptions } from './hw/machine.js';
 import { PAGE_SIZE } from './hw/phys-memory.js';
+import type { IntelVtdOptions } from './iommu/intel-vtd.js';
 import { registerIommufd } from './iommufd/main.js';
 import { DEFAULT_CONFIG, Kernel } from './kernel.js';
 import { EventFd } from './vfs/eventfd.js';
 import { MemFd } from './vfs/memfd.js';
 import { IoctlArg } from './vfs/ioctl-arg.js';
 import { isKernelVersion, KERNEL_VERSIONS, type KernelVersion } from './versions/index.js';
+import { iommufdDeviceApi } from './vfio/iommufd-api.js';
+import { vfioPciProbe } from './vfio/pci/vfio-pci.js';
 
 /** How to build a simulated kernel. */
 export interface SimKernelOptions {
@@ -18,6 +22,25 @@ export interface SimKernelOptions {
   memlockLimit?: number;
   /** The process has CAP_IPC_LOCK and CAP_SYS_RESOURCE, as root does (default false). */
   privileged?: boolean;
+  /**
+   * Simulated PCI devices behind the machine's Intel VT-d IOMMU, bound to vfio-pci (e.g.
+   * `[{ model: 'edu' }]`). Each gets /dev/vfio/devices/vfioN in order.
+   */
+  devices?: DeviceOptions[];
+  /** Properties of the machine's IOMMU (QEMU's intel-iommu): address width, caching mode, ... */
+  iommu?: IntelVtdOptions;
+}
+
+/** A simulated device as `SimKernel.devices()` lists it. */
+export interface SimDeviceInfo {
+  /** The device model (`'edu'`). */
+  model: string;
+  /** PCI address, `0000:00:03.0`. */
+  bdf: string;
+  /** The VFIO device cdev, `/dev/vfio/devices/vfio0`. */
+  cdevPath: string;
+  /** The VFIO group node, `/dev/vfio/<group>`. */
+  groupPath: string;
 }
 
 const FIOCLEX = 0x5451;
@@ -51,11 +74,27 @@ export class SimKernel implements KernelPort {
       privileged: options.privileged ?? DEFAULT_CONFIG.privileged,
     });
     registerIommufd(this.kernel);
+    this.kernel.iommufdDeviceApi = iommufdDeviceApi;
+    if (options.devices?.length) {
+      const machine = buildMachine(this.kernel.phys, version, options.devices, options.iommu);
+      this.kernel.iommu = machine.iommu;
+      for (const hw of machine.devices) vfioPciProbe(this.kernel, hw);
+    }
     for (const [name, d] of Object.entries(this.kernel.uapi)) {
       const request = (d as { kind?: string; request?: number }).request;
       if ((d as { kind?: string }).kind && request !== undefined && !this.requestNames.has(request))
         this.requestNames.set(request, name);
     }
+  }
+
+  /** The simulated devices: model, PCI address, VFIO device cdev and VFIO group node. */
+  devices(): SimDeviceInfo[] {
+    return this.kernel.devices.map((d) => ({
+      model: d.model,
+      bdf: d.bdf,
+      cdevPath: d.cdevPath,
+      groupPath: d.groupPath,
+    }));
   }
 
   /** The kernel version this simulator acts as. */

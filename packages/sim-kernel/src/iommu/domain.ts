@@ -45,17 +45,29 @@ export interface DmaFault {
   access: Access;
   /** The device that issued the DMA (its PCI name, 0000:00:03.0). */
   device: string;
+  /**
+   * The hardware's fault reason code, when the IOMMU reports one (VT-d: the FR field of the
+   * fault recording register, e.g. 0x06 "PTE Read access is not set").
+   */
+  code?: number;
+  /** The line the kernel logs for the fault (dmar_fault_do_one() for VT-d), without a timestamp. */
+  message?: string;
 }
 
 /** Dirty-tracking operations of a domain (struct iommu_dirty_ops). */
 export interface DirtyOps {
   setDirtyTracking(enabled: boolean): void;
-  /** Reports (and unless `noClear`, clears) dirty IOVA pages in [iova, iova + length). */
+  /**
+   * Reports (and unless `noClear`, clears) dirty IOVA pages in [iova, iova + length).
+   * `hasBitmap` is false when iommufd only clears the dirty bits (iopt_clear_dirty_data(),
+   * where the kernel's `dirty->bitmap` is NULL); `record` is then a no-op.
+   */
   readAndClearDirty(
     iova: bigint,
     length: bigint,
     noClear: boolean,
     record: (iova: bigint, length: bigint) => void,
+    hasBitmap?: boolean,
   ): void;
 }
 
@@ -84,6 +96,27 @@ export interface IommuDomain {
   iovaToPhys(iova: bigint): number;
   /** Frees the page table (iommu_domain_free()). */
   free(): void;
+  /**
+   * ops->enforce_cache_coherency(): makes every mapping cache coherent (IOMMU_CACHE
+   * enforced); false when the domain cannot. Domains without the op cannot.
+   */
+  enforceCacheCoherency?(): boolean;
+}
+
+/** enum iommu_cap, as iommufd asks device_iommu_capable(). */
+export type IommuCap = 'cache-coherency' | 'enforce-cache-coherency' | 'dirty-tracking' | 'pci-ats-supported';
+
+/**
+ * struct iommu_user_data: driver-specific data of IOMMU_HWPT_ALLOC (`data_type` other than
+ * IOMMU_HWPT_DATA_NONE), still in user memory.
+ */
+export interface IommuUserData {
+  /** data_type (enum iommu_hwpt_data_type). */
+  type: number;
+  /** data_uptr: user address of the data. */
+  uptr: bigint;
+  /** data_len. */
+  len: number;
 }
 
 /** Flags of domain_alloc_paging_flags() (IOMMU_HWPT_ALLOC_* from the uAPI). */
@@ -103,6 +136,11 @@ export interface IommuDevice {
   /** The domain attached to the device's RID, and to each PASID. */
   attached: IommuDomain | undefined;
   readonly pasidAttached: Map<number, IommuDomain>;
+  /**
+   * The device's iommu_group (any object identifying it); devices with the same group
+   * share attachments. Without it the device is alone in its group.
+   */
+  readonly group?: object;
 }
 
 /**
@@ -112,8 +150,19 @@ export interface IommuDevice {
 export interface IommuUnit {
   /** A name for messages: `dmar0`, `mock-iommu`. */
   readonly name: string;
-  /** ops->domain_alloc_paging_flags(): a paging domain for `dev`, or an ErrnoError. */
-  domainAllocPaging(dev: IommuDevice, flags: PagingDomainFlags): IommuDomain;
+  /**
+   * ops->domain_alloc_paging_flags(): a paging domain for `dev`, or an ErrnoError.
+   * `userData` is the driver-specific data of IOMMU_HWPT_ALLOC when its data_type is not
+   * IOMMU_HWPT_DATA_NONE; a driver without such data must fail with EOPNOTSUPP.
+   */
+  domainAllocPaging(dev: IommuDevice, flags: PagingDomainFlags, userData?: IommuUserData): IommuDomain;
+  /**
+   * ops->domain_alloc_nested() (6.12: domain_alloc_user() with a parent): a nested domain
+   * over the paging domain `parent`, described by the driver-specific `userData`. `flags`
+   * are the raw IOMMU_HWPT_ALLOC_* bits without IOMMU_HWPT_FAULT_ID_VALID. Units without
+   * the op make IOMMU_HWPT_ALLOC of a nested HWPT fail with EOPNOTSUPP.
+   */
+  domainAllocNested?(dev: IommuDevice, parent: IommuDomain, flags: number, userData: IommuUserData): IommuDomain;
   /** The domain that blocks all DMA (ops->blocked_domain). */
   readonly blockedDomain: IommuDomain;
   /** ops->attach_dev / set_dev_pasid: attaches or replaces; ErrnoError if incompatible. */
@@ -122,4 +171,25 @@ export interface IommuUnit {
   reservedRegions(dev: IommuDevice): ResvRegion[];
   /** Whether the unit can track dirty pages (IOMMU_CAP_DIRTY_TRACKING). */
   readonly dirtyTracking: boolean;
+  /**
+   * ops->capable() for `dev` (device_iommu_capable()). Without it iommufd assumes
+   * cache-coherency (needed by iommufd_device_bind()), dirty-tracking per `dirtyTracking`,
+   * and neither enforce-cache-coherency nor pci-ats-supported.
+   */
+  capable?(dev: IommuDevice, cap: IommuCap): boolean;
+  /**
+   * ops->hw_info(): the driver's `struct iommu_hw_info_*` for `dev` as bytes, and its
+   * `enum iommu_hw_info_type`. `type` is the type IOMMU_GET_HW_INFO asked for
+   * (IOMMU_HW_INFO_TYPE_DEFAULT = 0 asks for the driver's own); a driver that cannot serve
+   * it throws ErrnoError EOPNOTSUPP. Units without the op report IOMMU_HW_INFO_TYPE_NONE.
+   */
+  hwInfo?(dev: IommuDevice, type: number): HwInfo;
+}
+
+/** What ops->hw_info() returns: the data type and the encoded struct. */
+export interface HwInfo {
+  /** enum iommu_hw_info_type (IOMMU_HW_INFO_TYPE_INTEL_VTD = 1, ...). */
+  type: number;
+  /** The struct (e.g. struct iommu_hw_info_vtd) in the ABI's byte order. */
+  data: Uint8Array<ArrayBuffer>;
 }

@@ -3,8 +3,8 @@ import { kfail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
 import type { IoctlArg } from '../vfs/ioctl-arg.js';
 import { SimFile } from '../vfs/file.js';
-import { ObjectTable } from './object.js';
-import { copyStructFromUser, offsetofend, Ucmd, type IoctlOp } from './ucmd.js';
+import { ObjectTable, type IommufdObject } from './object.js';
+import { copyStructFromUserInto, offsetofend, Ucmd, type IoctlOp } from './ucmd.js';
 
 /** IOMMUFD_CMD_BASE. */
 const CMD_BASE = 0x80;
@@ -19,6 +19,12 @@ export type AccountMode = 'none' | 'user' | 'mm';
 export class IommufdCtx {
   readonly objects = new ObjectTable();
   accountMode: AccountMode = 'user';
+  /** ictx->groups: the iommufd_group of each iommu_group with a bound device. */
+  readonly groups = new Map<object, unknown>();
+  /** ictx->vfio_ioas: the IOAS of the VFIO container compatibility layer (IOMMU_VFIO_IOAS). */
+  vfioIoas: IommufdObject | undefined;
+  /** The open /dev/iommu file (ictx->file), once the file exists. */
+  file: SimFile | undefined;
 
   constructor(readonly kernel: Kernel) {}
 }
@@ -70,38 +76,68 @@ export class IommufdFile extends SimFile {
   ) {
     super(flags);
     this.ctx = new IommufdCtx(kernel);
+    this.ctx.file = this;
   }
 
   override ioctl(cmd: number, arg: IoctlArg): number {
     const nr = cmd & 0xff;
     if (nr < CMD_BASE || nr - CMD_BASE >= this.table.length) {
       if (this.vfioIoctl) return this.vfioIoctl(this.ctx, cmd, arg);
-      return kfail('ENOTTY');
+      return kfail('ENOTTY', `iommufd_fops_ioctl: ioctl 0x${(cmd >>> 0).toString(16)} is not an iommufd command`);
     }
-    const userSize = arg.u32(0);
+    // get_user(ucmd.user_size, (u32 __user *)arg)
+    const raw = arg.raw;
+    const userSize =
+      raw instanceof Uint8Array && raw.length >= 4
+        ? (raw[0] | (raw[1] << 8) | (raw[2] << 16) | (raw[3] << 24)) >>> 0
+        : arg.u32(0);
     const op = this.table.at(nr - CMD_BASE);
-    if (!op || op.request !== cmd) return kfail('ENOTTY');
-    const minSize = offsetofend(op.codec, op.last);
+    if (!op || op.request !== cmd)
+      return kfail(
+        'ENOTTY',
+        `iommufd_fops_ioctl: ioctl 0x${(cmd >>> 0).toString(16)} is not in this kernel's command table`,
+      );
+    const minSize = (op.minSize ??= offsetofend(op.codec, op.last));
     if (userSize < minSize)
       kfail(
         'EINVAL',
         `size ${userSize} is below the minimum ${minSize} (offsetofend(${op.codec.name}, ${op.last}))`,
         'size',
       );
-    const kbuf = copyStructFromUser(arg, op.codec.size, userSize);
-    const ucmd = new Ucmd(this.ctx, arg, userSize, op, op.codec.decode(kbuf));
+    const ksize = op.codec.size;
+    // A scratch copy per command (handlers never issue ioctls, so one is in use at a time).
+    let kbuf: Uint8Array;
+    let dv: DataView;
+    const scratch = op.scratch;
+    if (scratch && !scratch.busy) {
+      kbuf = scratch.kbuf;
+      dv = scratch.dv;
+      kbuf.fill(0);
+    } else {
+      kbuf = new Uint8Array(ksize);
+      dv = new DataView(kbuf.buffer);
+      if (!scratch) op.scratch = { kbuf, dv, busy: false };
+    }
+    copyStructFromUserInto(arg, kbuf, userSize);
+    const ucmd = new Ucmd(this.ctx, arg, userSize, op, op.codec.decodeFrom(dv, 0), kbuf, dv);
+    const own = op.scratch!.kbuf === kbuf;
+    if (own) op.scratch!.busy = true;
     let ret: number | void;
     try {
       ret = op.execute(ucmd);
     } catch (e) {
       if (ucmd.newObj) this.ctx.objects.abort(ucmd.newObj);
       throw e;
+    } finally {
+      if (own) op.scratch!.busy = false;
     }
     if (ucmd.newObj) this.ctx.objects.finalize(ucmd.newObj);
     return ret ?? 0;
   }
 
   protected override release(): void {
+    // iommufd_fops_release()
     this.ctx.objects.destroyAll();
+    this.ctx.vfioIoas = undefined;
   }
 }

@@ -63,10 +63,14 @@ export class ObjectTable {
     this.slots.set(obj.id, obj);
   }
 
-  /** iommufd_object_abort_and_destroy(): undoes a reservation. */
-  abort(obj: IommufdObject): void {
+  /**
+   * iommufd_object_abort_and_destroy(): undoes a reservation, running the object's abort
+   * (or destroy) first; with `destroy` false it is iommufd_object_abort(), for objects that
+   * were never set up.
+   */
+  abort(obj: IommufdObject, destroy = true): void {
     invariant(this.slots.get(obj.id) === 'reserved', `aborting object ${obj.id} that was not reserved`);
-    obj.abort();
+    if (destroy) obj.abort();
     this.free(obj.id);
   }
 
@@ -104,6 +108,32 @@ export class ObjectTable {
     if (tombstone) this.slots.set(id, 'tombstone');
     else this.free(id);
     slot.destroy();
+  }
+
+  /** xa_empty(): no object, no reservation and no tombstone. */
+  isEmpty(): boolean {
+    return this.slots.size === 0;
+  }
+
+  /**
+   * iommufd_object_destroy_user(): the caller (a driver holding a `users` reference, as
+   * VFIO holds its iommufd_device) drops its reference and destroys the object. Anything
+   * else still using it is a bug of the caller (a WARN_ON in the kernel).
+   */
+  destroyUser(obj: IommufdObject): void {
+    invariant(this.slots.get(obj.id) === obj, `destroying object ${obj.id} that is not in the table`);
+    obj.users--;
+    invariant(obj.users === 1, `object ${obj.id} (${obj.type}) is still used by ${obj.users - 1} other object(s)`);
+    this.remove(obj.id);
+  }
+
+  /**
+   * iommufd_object_put_and_try_destroy(): drops the caller's reference and destroys the
+   * object if nothing else uses it (automatic HWPTs die with their last device).
+   */
+  putAndTryDestroy(obj: IommufdObject): void {
+    obj.users--;
+    if (obj.users === 1 && this.slots.get(obj.id) === obj) this.remove(obj.id);
   }
 
   /** Objects in id order. */

@@ -11,14 +11,20 @@ export interface Capabilities {
 
 /**
  * The one process that uses the simulated kernel: its address space, its RLIMIT_MEMLOCK and
- * capabilities, and the two pinned-memory counters the kernel charges: the user's
- * `locked_vm` (iommufd's default, IOPT_PAGES_ACCOUNT_USER) and the mm's `pinned_vm` (the
- * VFIO type1 way, IOPT_PAGES_ACCOUNT_MM), both in pages.
+ * capabilities, and the pinned-memory counters the kernel charges: the user's
+ * `locked_vm` (iommufd's default, IOPT_PAGES_ACCOUNT_USER), the mm's `locked_vm`
+ * (IOPT_PAGES_ACCOUNT_MM, the VFIO type1 way) and the mm's `pinned_vm` (every pinned page,
+ * whatever the mode: VmPin), all in pages.
  */
 export class Process {
   readonly mm: AddressSpace;
   /** user_struct.locked_vm, in pages. */
   userLockedVm = 0;
+  /**
+   * mm_struct.locked_vm, in pages: what __account_locked_vm() charges (iommufd's
+   * IOPT_PAGES_ACCOUNT_MM, VFIO type1), shown as VmLck in /proc/PID/status.
+   */
+  lockedVm = 0;
   /** mm_struct.pinned_vm, in pages. */
   pinnedVm = 0;
 

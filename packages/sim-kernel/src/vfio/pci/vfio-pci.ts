@@ -1,0 +1,33 @@
+import type { MachineDevice } from '../../hw/machine.js';
+import type { Kernel } from '../../kernel.js';
+import { hasDeviceCdev, registerVfioDeviceCdev } from '../device-cdev.js';
+import { VfioPciCoreDevice } from './vfio-pci-core.js';
+
+/** A simulated device bound to vfio-pci, as `sim.devices()` describes it and tests reach it. */
+export interface SimDevice {
+  model: MachineDevice['model'];
+  /** PCI address, `0000:00:03.0`. */
+  bdf: string;
+  /** The device cdev, `/dev/vfio/devices/vfioN` (present on kernels with the cdev, 6.12 and newer). */
+  cdevPath: string;
+  /** The VFIO group node, `/dev/vfio/<group>` (the node itself comes with VFIO group support). */
+  groupPath: string;
+  /** The simulated hardware. */
+  hw: MachineDevice;
+  /** The vfio-pci device. */
+  vfio: VfioPciCoreDevice;
+}
+
+/**
+ * vfio_pci_probe(): binds a PCI device to vfio-pci (driver_override + drivers_probe in the
+ * guest), which registers its VFIO device and, on kernels with CONFIG_VFIO_DEVICE_CDEV,
+ * its /dev/vfio/devices/vfioN node.
+ */
+export function vfioPciProbe(kernel: Kernel, hw: MachineDevice): SimDevice {
+  const index = kernel.devices.length;
+  const vfio = new VfioPciCoreDevice(kernel, index, hw.pci, hw.iommu, hw.resetMethod);
+  const cdevPath = hasDeviceCdev(kernel) ? registerVfioDeviceCdev(kernel, vfio) : `/dev/vfio/devices/${vfio.cdevName}`;
+  const dev: SimDevice = { model: hw.model, bdf: hw.bdf, cdevPath, groupPath: `/dev/vfio/${hw.group}`, hw, vfio };
+  kernel.devices.push(dev);
+  return dev;
+}
