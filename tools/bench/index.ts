@@ -4,6 +4,7 @@
  *   generate  wall time of `vfio-ts-codegen generate` for every snapshot
  *   sim-ioas  simulated IOMMU_IOAS_MAP + UNMAP pairs per second with 1k/10k/100k live areas, heap per area
  *   sim-dma   simulated DMA translations per second (IOTLB hits and misses)
+ *   ffi       an ioctl round trip through kernel-ffi against a C loop (a pipe's FIONREAD)
  * Usage: npm run bench [-- <suite>...]
  * Targets are checked and reported (met / MISSED); the run always prints every figure.
  */
@@ -14,6 +15,7 @@ import { checksum, type Target } from './harness.js';
 import { codecSuite } from './codecs.js';
 import { simDmaSuite } from './sim-dma.js';
 import { simIoasSuite } from './sim-ioas.js';
+import { ffiSuite } from './ffi.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -24,6 +26,9 @@ function ratio(rows: { name: string; nsPerOp: number }[], a: string, b: string):
 }
 
 const suites: Record<string, () => void> = {
+  ffi() {
+    targets.push(...ffiSuite().targets);
+  },
   'sim-ioas'() {
     targets.push(...simIoasSuite().targets);
   },

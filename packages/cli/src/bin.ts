@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { Command } from 'commander';
 import { abiDiff, formatAbiDiff } from './abi-diff.js';
 import { decodePayload, formatDecoded, parseHex, resolveEntry, toJson } from './decode.js';
+import { formatProbe, runProbe } from './probe.js';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -18,6 +19,26 @@ const program = new Command()
   // Program options only before the command: `decode ... --version 6.12` is decode's option.
   .enablePositionalOptions()
   .showHelpAfterError();
+
+program
+  .command('probe')
+  .description(
+    'report what the kernel offers (VFIO, iommufd, devices) and the backend vfio-ts would use: the real kernel when its VFIO/iommufd nodes exist, else the simulator',
+  )
+  .option('--sim <version>', 'probe the simulator acting as this kernel version (5.10, 6.1, 6.12, 7.2)')
+  .option('--container <kind>', 'with --sim on 6.12/7.2: the VFIO container, legacy or iommufd')
+  .option('--json', 'print JSON')
+  .action(async (opts: { sim?: string; container?: string; json?: boolean }) => {
+    try {
+      if (opts.container !== undefined && opts.container !== 'legacy' && opts.container !== 'iommufd')
+        throw new Error(`--container must be legacy or iommufd, not ${opts.container}`);
+      if (opts.container !== undefined && opts.sim === undefined) throw new Error('--container needs --sim');
+      const r = await runProbe({ sim: opts.sim, container: opts.container as 'legacy' | 'iommufd' | undefined });
+      process.stdout.write(opts.json ? toJson(r) + '\n' : formatProbe(r));
+    } catch (e) {
+      fail(e);
+    }
+  });
 
 program
   .command('decode')

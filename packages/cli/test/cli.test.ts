@@ -16,13 +16,36 @@ describe('vfio-ts (spawned)', () => {
   it('--help lists the commands and exits 0', () => {
     const r = run('--help');
     expect(r.status).toBe(0);
-    for (const c of ['decode', 'abi-diff', 'generate']) expect(r.stdout).toContain(c);
+    for (const c of ['probe', 'decode', 'abi-diff', 'generate']) expect(r.stdout).toContain(c);
   });
 
   it('--version prints the package version', () => {
     const r = run('--version');
     expect(r.status).toBe(0);
     expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it('probe --sim 7.2 --json reports the iommufd cdev backend of the simulator', () => {
+    const r = run('probe', '--sim', '7.2', '--json');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const p = JSON.parse(r.stdout) as { backend: string; kernel: string; simulated: boolean; devices: { iovaRanges: { start: string; last: string }[] }[] };
+    expect(p).toMatchObject({ backend: 'iommufd-cdev', kernel: '7.2', simulated: true });
+    // The edu device behind VT-d: a 48-bit aperture without the MSI window (as on the real kernel).
+    expect(p.devices[0].iovaRanges).toEqual([
+      { start: '0', last: String(0xfedfffff) },
+      { start: String(0xfef00000), last: String(2n ** 48n - 1n) },
+    ]);
+  });
+
+  it('probe prints tables for people, and refuses --container without --sim', () => {
+    const r = run('probe', '--sim', '6.12');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^kernel +6\.12\.\d+-vfio-ts-sim \(simulated\)/);
+    expect(r.stdout).toContain('backend    iommufd-cdev');
+    const bad = run('probe', '--container', 'legacy');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('--container needs --sim');
   });
 
   it('decode VFIO_IOMMU_MAP_DMA prints every member with offset, type and value', () => {

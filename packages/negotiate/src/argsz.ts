@@ -35,7 +35,7 @@ export function getInfo<T extends { argsz: number }>(
   fd: number,
   desc: StructIoctl<T>,
   value: Input<T> = {} as Input<T>,
-  chain?: CapChain<T>,
+  chain?: CapChain<any>,
 ): InfoResult<T> {
   let argsz = Math.max(desc.codec.size, Number((value as { argsz?: number }).argsz ?? 0));
   for (let retries = 0; ; retries++) {

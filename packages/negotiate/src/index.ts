@@ -12,3 +12,14 @@ export {
   type MemberSince,
   type KernelHeaders,
 } from './struct-size.js';
+export {
+  probe,
+  chooseBackend,
+  kernelRelease,
+  type Backend,
+  type ProbeReport,
+  type DeviceProbe,
+  type ContainerProbe,
+  type ProbedCap,
+  type ProbeOptions,
+} from './discover.js';

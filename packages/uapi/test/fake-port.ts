@@ -39,6 +39,12 @@ export class FakePort implements KernelPort {
   open(): number {
     throw new ErrnoError('ENOSYS', { call: 'open' });
   }
+  memfd(): number {
+    throw new ErrnoError('ENOSYS', { call: 'memfd' });
+  }
+  readdir(): string[] {
+    throw new ErrnoError('ENOSYS', { call: 'readdir' });
+  }
   close(): void {
     throw new ErrnoError('ENOSYS', { call: 'close' });
   }

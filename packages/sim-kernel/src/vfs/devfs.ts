@@ -29,6 +29,15 @@ export class Devfs {
     return node.open(flags);
   }
 
+  /** The entries of directory `dir` (device nodes and the folders on their way). */
+  list(dir: string): string[] {
+    const prefix = dir.endsWith('/') ? dir : dir + '/';
+    const names = new Set<string>();
+    for (const p of this.nodes.keys()) if (p.startsWith(prefix)) names.add(p.slice(prefix.length).split('/')[0]);
+    if (!names.size) kfail('ENOENT', `${dir} does not exist`);
+    return [...names].sort();
+  }
+
   paths(): string[] {
     return [...this.nodes.keys()].sort();
   }

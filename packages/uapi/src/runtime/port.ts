@@ -10,6 +10,8 @@ export interface KernelPort {
   open(path: string, flags?: number): number;
   /** close(2). */
   close(fd: number): void;
+  /** The names in a directory (readdir(3) without `.` and `..`), sorted; ENOENT if it does not exist. */
+  readdir(path: string): string[];
   /**
    * ioctl(2). A `Uint8Array` argument is passed as a pointer to its bytes: the kernel reads
    * the input from them and writes its output back into them. A `number` (or `bigint`) is
