@@ -5,7 +5,12 @@ export default defineConfig({
   resolve: { conditions: ['source'] },
   ssr: { resolve: { conditions: ['source'] } },
   test: {
-    include: ['codegen/test/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'tools/test/**/*.test.ts'],
+    include: [
+      'codegen/test/**/*.test.ts',
+      'packages/*/test/**/*.test.ts',
+      'tools/test/**/*.test.ts',
+      'examples/**/*.test.ts',
+    ],
     testTimeout: 30_000,
   },
 });

@@ -29,7 +29,12 @@ describe('vfio-ts (spawned)', () => {
     const r = run('probe', '--sim', '7.2', '--json');
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    const p = JSON.parse(r.stdout) as { backend: string; kernel: string; simulated: boolean; devices: { iovaRanges: { start: string; last: string }[] }[] };
+    const p = JSON.parse(r.stdout) as {
+      backend: string;
+      kernel: string;
+      simulated: boolean;
+      devices: { iovaRanges: { start: string; last: string }[] }[];
+    };
     expect(p).toMatchObject({ backend: 'iommufd-cdev', kernel: '7.2', simulated: true });
     // The edu device behind VT-d: a 48-bit aperture without the MSI window (as on the real kernel).
     expect(p.devices[0].iovaRanges).toEqual([
