@@ -4,6 +4,7 @@
  *   generate  wall time of `vfio-ts-codegen generate` for every snapshot
  *   sim-ioas  simulated IOMMU_IOAS_MAP + UNMAP pairs per second with 1k/10k/100k live areas, heap per area
  *   sim-dma   simulated DMA translations per second (IOTLB hits and misses)
+ *   sim-nested  nested (two-stage) translations per second, memory references per walk, invalidation cost
  *   ffi       an ioctl round trip through kernel-ffi against a C loop (a pipe's FIONREAD)
  * Usage: npm run bench [-- <suite>...]
  * Targets are checked and reported (met / MISSED); the run always prints every figure.
@@ -16,6 +17,7 @@ import { codecSuite } from './codecs.js';
 import { simDmaSuite } from './sim-dma.js';
 import { simIoasSuite } from './sim-ioas.js';
 import { ffiSuite } from './ffi.js';
+import { simNestedSuite } from './sim-nested.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -31,6 +33,9 @@ const suites: Record<string, () => void> = {
   },
   'sim-ioas'() {
     targets.push(...simIoasSuite().targets);
+  },
+  'sim-nested'() {
+    targets.push(...simNestedSuite().targets);
   },
   'sim-dma'() {
     targets.push(...simDmaSuite().targets);

@@ -68,7 +68,14 @@ export interface ProbeReport {
   headers: string;
   simulated: boolean;
   nodes: { iommu: boolean; vfioContainer: boolean; groups: string[]; cdevs: string[] };
-  vfio?: { apiVersion: number; extensions: Record<string, number>; servedBy: 'vfio' | 'iommufd' };
+  /** VFIO_CHECK_EXTENSION per extension: the answer, or the errno it failed with (the compat container answers ENODEV for VFIO_DMA_CC_IOMMU before a group joins). */
+  vfio?: {
+    apiVersion: number;
+    extensions: Record<string, number | string>;
+    servedBy: 'vfio' | 'iommufd';
+    /** VFIO_NESTING_GET_IOMMU_UAPI_VERSION of the 2020 proposal (5.10 kernels): the version, or the errno. */
+    nestingUapiVersion?: number | string;
+  };
   iommufd?: { commands: Record<string, boolean>; rlimitMode?: number };
   container?: ContainerProbe;
   devices: DeviceProbe[];
@@ -330,11 +337,11 @@ function probeContainer(
   port: KernelPort,
   u: Uapi,
   groups: string[],
-  extensions: Record<string, number>,
+  extensions: Record<string, number | string>,
   servedBy: 'vfio' | 'iommufd',
 ): ContainerProbe {
   const out: ContainerProbe = { servedBy, caps: [], refused: [] };
-  const type = ['VFIO_TYPE1v2_IOMMU', 'VFIO_TYPE1_IOMMU'].find((t) => extensions[t] > 0);
+  const type = ['VFIO_TYPE1v2_IOMMU', 'VFIO_TYPE1_IOMMU'].find((t) => offered(extensions[t]));
   if (!type || !groups.length) return out;
   const container = port.open('/dev/vfio/vfio');
   const group = port.open(`/dev/vfio/${groups[0]}`);
@@ -408,23 +415,47 @@ export async function probe(port: KernelPort, options: ProbeOptions = {}): Promi
     const fd = port.open('/dev/vfio/vfio');
     try {
       const apiVersion = ioctl(port, fd, desc<NoArgIoctl>(u, 'VFIO_GET_API_VERSION')!);
-      const extensions: Record<string, number> = {};
+      const extensions: Record<string, number | string> = {};
       const check = desc<ValueIoctl>(u, 'VFIO_CHECK_EXTENSION')!;
       for (const name of EXTENSIONS) {
         const id = constant(u, name);
-        if (id !== undefined) extensions[name] = ioctl(port, fd, check, id);
-      }
-      // /dev/vfio/vfio served by iommufd knows iommufd's commands (IOMMUFD_VFIO_CONTAINER).
-      let servedBy: 'vfio' | 'iommufd' = 'vfio';
-      const destroyCmd = desc<StructIoctl<unknown>>(u, 'IOMMU_DESTROY');
-      if (destroyCmd) {
+        if (id === undefined) continue;
         try {
-          port.ioctl(fd, destroyCmd.request, new Uint8Array(4));
+          extensions[name] = ioctl(port, fd, check, id);
         } catch (e) {
-          if (errnoOf(e) === 'EINVAL') servedBy = 'iommufd';
+          extensions[name] = errnoOf(e);
         }
       }
-      report.vfio = { apiVersion, extensions, servedBy };
+      // /dev/vfio/vfio served by iommufd (IOMMUFD_VFIO_CONTAINER) knows iommufd's commands:
+      // IOMMU_DESTROY of object 0 is ENOENT there (iommufd_object_remove), while a legacy
+      // container without an IOMMU driver answers every unknown ioctl with EINVAL
+      // (vfio_fops_unl_ioctl).
+      let servedBy: 'vfio' | 'iommufd' = 'vfio';
+      const destroyCmd = desc<StructIoctl<{ id: number }>>(u, 'IOMMU_DESTROY');
+      if (destroyCmd) {
+        try {
+          ioctl(port, fd, destroyCmd, { id: 0 });
+        } catch (e) {
+          if (errnoOf(e) === 'ENOENT') servedBy = 'iommufd';
+        }
+      }
+      // The 2020 nesting proposal (seed 001) answers VFIO_NESTING_GET_IOMMU_UAPI_VERSION on the
+      // container with the IOMMU uAPI version; mainline kernels do not know the ioctl.
+      let nestingUapiVersion: number | string | undefined;
+      if (servedBy === 'vfio' && headers === 'linux-5.10') {
+        const rfc = (await import('@vfio-ts/uapi/rfc-vfio-nesting')) as Uapi;
+        try {
+          nestingUapiVersion = ioctl(port, fd, desc<NoArgIoctl>(rfc, 'VFIO_NESTING_GET_IOMMU_UAPI_VERSION')!);
+        } catch (e) {
+          nestingUapiVersion = errnoOf(e);
+        }
+      }
+      report.vfio = {
+        apiVersion,
+        extensions,
+        servedBy,
+        ...(nestingUapiVersion !== undefined ? { nestingUapiVersion } : {}),
+      };
     } finally {
       port.close(fd);
     }
@@ -446,12 +477,17 @@ export async function probe(port: KernelPort, options: ProbeOptions = {}): Promi
   return report;
 }
 
+function offered(v: number | string | undefined): boolean {
+  return typeof v === 'number' && v > 0;
+}
+
 /** Picks the best backend the report shows, and records why each better one was not taken. */
 export function chooseBackend(r: ProbeReport): void {
   const reasons: ProbeReport['reasons'] = [];
   const bound = r.devices.some((d) => d.info !== undefined);
   const ext = r.vfio?.extensions ?? {};
   const legacy = r.vfio?.servedBy === 'vfio';
+  const rfcNesting = typeof r.vfio?.nestingUapiVersion === 'number' && r.vfio.nestingUapiVersion >= 1;
   const candidates: [Backend, boolean, string][] = [
     [
       'iommufd-cdev',
@@ -477,19 +513,21 @@ export function chooseBackend(r: ProbeReport): void {
     ],
     [
       'vfio-type1-nesting',
-      legacy && (ext.VFIO_TYPE1_NESTING_IOMMU ?? 0) > 0 && r.nodes.groups.length > 0,
+      legacy && rfcNesting && offered(ext.VFIO_TYPE1_NESTING_IOMMU) && r.nodes.groups.length > 0,
       !legacy
         ? 'no legacy VFIO container'
-        : (ext.VFIO_TYPE1_NESTING_IOMMU ?? 0) > 0
-          ? 'VFIO_TYPE1_NESTING_IOMMU is offered'
-          : 'VFIO_CHECK_EXTENSION(VFIO_TYPE1_NESTING_IOMMU) is 0',
+        : !rfcNesting
+          ? 'the kernel does not answer VFIO_NESTING_GET_IOMMU_UAPI_VERSION: it lacks the 2020 VFIO nesting uAPI (mainline VFIO_TYPE1_NESTING_IOMMU alone offers no PASID binding)'
+          : offered(ext.VFIO_TYPE1_NESTING_IOMMU)
+            ? `VFIO_TYPE1_NESTING_IOMMU with IOMMU uAPI version ${String(r.vfio?.nestingUapiVersion)}`
+            : 'VFIO_CHECK_EXTENSION(VFIO_TYPE1_NESTING_IOMMU) is 0',
     ],
     [
       'vfio-type1v2',
-      legacy && (ext.VFIO_TYPE1v2_IOMMU ?? 0) > 0 && r.nodes.groups.length > 0,
+      legacy && offered(ext.VFIO_TYPE1v2_IOMMU) && r.nodes.groups.length > 0,
       !legacy
         ? 'no legacy VFIO container'
-        : (ext.VFIO_TYPE1v2_IOMMU ?? 0) > 0
+        : offered(ext.VFIO_TYPE1v2_IOMMU)
           ? r.nodes.groups.length
             ? 'VFIO_TYPE1v2_IOMMU is offered'
             : 'no VFIO group nodes'
@@ -497,10 +535,10 @@ export function chooseBackend(r: ProbeReport): void {
     ],
     [
       'vfio-type1',
-      legacy && (ext.VFIO_TYPE1_IOMMU ?? 0) > 0 && r.nodes.groups.length > 0,
+      legacy && offered(ext.VFIO_TYPE1_IOMMU) && r.nodes.groups.length > 0,
       !legacy
         ? 'no legacy VFIO container'
-        : (ext.VFIO_TYPE1_IOMMU ?? 0) > 0
+        : offered(ext.VFIO_TYPE1_IOMMU)
           ? r.nodes.groups.length
             ? 'VFIO_TYPE1_IOMMU is offered'
             : 'no VFIO group nodes'

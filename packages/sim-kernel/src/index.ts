@@ -5,5 +5,15 @@
 export { SimKernel, type SimDeviceInfo, type SimKernelOptions } from './sim-kernel.js';
 export type { DeviceOptions } from './hw/machine.js';
 export type { IntelVtdOptions } from './iommu/intel-vtd.js';
+export { FirstStagePageTable, guestMemoryFromBuffer, type FsMapAttrs, type GuestMemory } from './iommu/fs-pgtable.js';
+export {
+  EDU_DMA_PASID_ENABLE,
+  EDU_DMA_PASID_PRIV,
+  EDU_DMA_STATUS_FAULT,
+  EDU_DMA_STATUS_PRG_FAILED,
+  EDU_DMA_STATUS_PRQ_PENDING,
+  EDU_REG_DMA_PASID,
+  EDU_REG_DMA_STATUS,
+} from './hw/edu.js';
 export { SigbusError } from './vfio/pci/vfio-pci-core.js';
-export { KERNEL_VERSIONS, type KernelVersion } from './versions/index.js';
+export { KERNEL_VERSIONS, type ContainerBackend, type KernelVersion } from './versions/index.js';

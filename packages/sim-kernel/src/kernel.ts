@@ -5,7 +5,7 @@ import type { SimDevice } from './vfio/pci/vfio-pci.js';
 import { Process } from './mm/process.js';
 import { Devfs } from './vfs/devfs.js';
 import { FdTable } from './vfs/fd-table.js';
-import { NEWEST, UAPI, type KernelVersion } from './versions/index.js';
+import { NEWEST, UAPI, type ContainerBackend, type KernelVersion } from './versions/index.js';
 
 /** How the simulated kernel is built. */
 export interface KernelConfig {
@@ -16,6 +16,13 @@ export interface KernelConfig {
   memlockLimit: number;
   /** The process holds CAP_IPC_LOCK and CAP_SYS_RESOURCE (as root does). */
   privileged: boolean;
+  /**
+   * What serves /dev/vfio/vfio: VFIO's container with type1 (CONFIG_VFIO_CONTAINER) or
+   * iommufd's compatibility layer (CONFIG_IOMMUFD_VFIO_CONTAINER).
+   */
+  container?: ContainerBackend;
+  /** vfio_iommu_type1's dma_entry_limit module parameter (default U16_MAX). */
+  dmaEntryLimit?: number;
 }
 
 export const DEFAULT_CONFIG: KernelConfig = {
@@ -24,6 +31,8 @@ export const DEFAULT_CONFIG: KernelConfig = {
   // The default RLIMIT_MEMLOCK since Linux 5.16 (MLOCK_LIMIT, 8 MiB).
   memlockLimit: 8 * 1024 * 1024,
   privileged: false,
+  container: 'legacy',
+  dmaEntryLimit: 65535,
 };
 
 /**

@@ -9,7 +9,15 @@ import { EventFd } from './vfs/eventfd.js';
 import { registerProcfs } from './vfs/procfs.js';
 import { MemFd } from './vfs/memfd.js';
 import { IoctlArg } from './vfs/ioctl-arg.js';
-import { isKernelVersion, KERNEL_VERSIONS, type KernelVersion } from './versions/index.js';
+import {
+  containerBackends,
+  hasIommufd,
+  isKernelVersion,
+  KERNEL_VERSIONS,
+  type ContainerBackend,
+  type KernelVersion,
+} from './versions/index.js';
+import { registerVfioContainer } from './vfio/container.js';
 import { iommufdDeviceApi } from './vfio/iommufd-api.js';
 import { vfioPciProbe } from './vfio/pci/vfio-pci.js';
 
@@ -30,6 +38,18 @@ export interface SimKernelOptions {
   devices?: DeviceOptions[];
   /** Properties of the machine's IOMMU (QEMU's intel-iommu): address width, caching mode, ... */
   iommu?: IntelVtdOptions;
+  /**
+   * What serves the legacy container node /dev/vfio/vfio: `'legacy'` (default) is VFIO's own
+   * container with the type1 IOMMU driver (CONFIG_VFIO_CONTAINER=y); `'iommufd'` is iommufd's
+   * VFIO compatibility layer (CONFIG_IOMMUFD_VFIO_CONTAINER=y), available from 6.12. The two
+   * exclude each other as in Kconfig. Either way /dev/iommu answers the container ioctls too.
+   */
+  container?: ContainerBackend;
+  /**
+   * vfio_iommu_type1's `dma_entry_limit` module parameter: the most mappings one type1
+   * container may hold (default 65535, U16_MAX), reported by the DMA_AVAIL capability.
+   */
+  dmaEntryLimit?: number;
 }
 
 /** A simulated device as `SimKernel.devices()` lists it. */
@@ -68,13 +88,26 @@ export class SimKernel implements KernelPort {
     const version = options.version ?? DEFAULT_CONFIG.version;
     if (!isKernelVersion(version))
       throw new Error(`unknown kernel version ${String(version)}; expected one of ${KERNEL_VERSIONS.join(', ')}`);
+    const container = options.container ?? DEFAULT_CONFIG.container!;
+    if (!containerBackends(version).includes(container))
+      throw new Error(
+        `container '${String(container)}' is not available on ${version}; expected one of ${containerBackends(version).join(', ')}`,
+      );
+    if (options.testInterface && !hasIommufd(version))
+      throw new Error(`testInterface needs iommufd, which ${version} does not have (6.12 and newer do)`);
+    const dmaEntryLimit = options.dmaEntryLimit ?? DEFAULT_CONFIG.dmaEntryLimit!;
+    if (!Number.isInteger(dmaEntryLimit) || dmaEntryLimit < 0 || dmaEntryLimit > 0xffffffff)
+      throw new Error(`dmaEntryLimit must be an unsigned 32-bit integer, not ${String(dmaEntryLimit)}`);
     this.kernel = new Kernel({
       version,
       testInterface: options.testInterface ?? DEFAULT_CONFIG.testInterface,
       memlockLimit: options.memlockLimit ?? DEFAULT_CONFIG.memlockLimit,
       privileged: options.privileged ?? DEFAULT_CONFIG.privileged,
+      container,
+      dmaEntryLimit,
     });
     registerIommufd(this.kernel);
+    if (container === 'legacy') registerVfioContainer(this.kernel);
     registerProcfs(this.kernel);
     this.kernel.iommufdDeviceApi = iommufdDeviceApi;
     if (options.devices?.length) {

@@ -5,7 +5,7 @@
  * selftest's FIXTURE.TEST name; comments name the kernel function behind each expectation.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ioctlCall } from '@vfio-ts/uapi/runtime';
+import { ErrnoError, ioctlCall } from '@vfio-ts/uapi/runtime';
 import {
   BUFFER_SIZE,
   expectErrno,
@@ -894,31 +894,320 @@ function testMockDirtyBitmaps(
   }
 }
 
-describe('selftest FIXTURE(iommufd_device_pasid) on 7.2', () => {
-  it('iommufd_device_pasid.pasid_attach: attach, check, replace and detach PASIDs; EINVAL without IOMMU_HWPT_ALLOC_PASID (iommufd_hwpt_pasid_compat)', () => {
+/** struct iommu_hwpt_selftest { .iotlb = IOMMU_TEST_IOTLB_DEFAULT }. */
+function hwptSelftestData(): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, IOMMU_TEST_IOTLB_DEFAULT, true);
+  return b;
+}
+const IOMMU_TEST_IOTLB_DEFAULT = 0xbadbeef;
+const IOMMU_HWPT_FAULT_ID_VALID = 1 << 2;
+const IOMMU_HWPT_ALLOC_PASID = 1 << 3;
+const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
+const IOMMU_TEST_INVALIDATE_FLAG_ALL = 1;
+
+/** _test_cmd_hwpt_alloc() of a nested (or iopf) HWPT with raw data. */
+function hwptAllocNested(
+  f: Fixture,
+  devId: number,
+  ptId: number,
+  flags: number,
+  dataType: number,
+  data: Uint8Array | null,
+  dataLen: number,
+  faultId = 0,
+): number {
+  let uptr = 0n;
+  if (data) {
+    const m = f.sim.alloc(Math.max(data.length, 1));
+    m.bytes.set(data);
+    uptr = m.address;
+  }
+  return f.io(f.u.IOMMU_HWPT_ALLOC, {
+    flags,
+    dev_id: devId,
+    pt_id: ptId,
+    data_type: dataType,
+    data_len: dataLen,
+    data_uptr: uptr,
+    fault_id: faultId,
+  }).out_hwpt_id;
+}
+
+/** _test_cmd_hwpt_invalidate(): the errno (or undefined) and the entry_num written back. */
+function hwptInvalidate(
+  f: Fixture,
+  hwpt: number,
+  reqs: { flags: number; iotlb_id: number }[] | null,
+  dataType: number,
+  entryLen: number,
+  num: number,
+): { error?: string; num: number } {
+  let uptr = 0n;
+  if (reqs) {
+    const m = f.sim.alloc(4096 * 2);
+    const dv = new DataView(m.bytes.buffer, m.bytes.byteOffset);
+    reqs.forEach((r, i) => {
+      dv.setUint32(i * 8, r.flags >>> 0, true);
+      dv.setUint32(i * 8 + 4, r.iotlb_id >>> 0, true);
+    });
+    uptr = m.address;
+  }
+  const codec = f.u.IOMMU_HWPT_INVALIDATE.codec;
+  const b = codec.encode({
+    size: codec.size,
+    hwpt_id: hwpt,
+    data_uptr: uptr,
+    data_type: dataType,
+    entry_len: entryLen,
+    entry_num: num,
+    __reserved: 0,
+  });
+  let error: string | undefined;
+  try {
+    f.sim.ioctl(f.fd, f.u.IOMMU_HWPT_INVALIDATE.request, b);
+  } catch (e) {
+    if (!(e instanceof ErrnoError)) throw e;
+    error = e.code;
+  }
+  return { error, num: codec.decode(b).entry_num };
+}
+
+/** _test_cmd_trigger_iopf(): trigger, read the record, answer it with its cookie. */
+function triggerIopf(f: Fixture, devId: number, pasid: number, faultFd: number): void {
+  f.test(OP.TRIGGER_IOPF, 0, {
+    trigger_iopf: { dev_id: devId, pasid, grpid: 2, perm: 3, addr: 0xdeadbeafn },
+  });
+  const fault = new Uint8Array(40);
+  expect(f.sim.read(faultFd, fault)).toBeGreaterThan(0);
+  const resp = new Uint8Array(8);
+  resp.set(fault.subarray(36, 40));
+  expect(f.sim.write(faultFd, resp)).toBeGreaterThan(0);
+}
+
+describe.each(VERSIONS)('selftest iommufd_ioas.alloc_hwpt_nested (mock_domain variant) on %s', (version) => {
+  it('iommufd_ioas.alloc_hwpt_nested: nested HWPTs over a parent, their mock IOTLBs and invalidation, iopf HWPTs', () => {
+    const f = fixture(version);
+    const ioas = f.ioasAlloc();
+    const { stdev, idev } = f.mockDomain(ioas);
+    const data = hwptSelftestData();
+    const check = (hwpt: number, id: number, v: number) =>
+      f.test(OP.MD_CHECK_IOTLB, hwpt, { check_iotlb: { id, iotlb: v } });
+    const checkAll = (hwpt: number, v: number) => [0, 1, 2, 3].forEach((id) => check(hwpt, id, v));
+    // Negative tests
+    expectErrno('ENOENT', () => f.hwptAlloc(ioas, idev, 0));
+    expectErrno('EINVAL', () => f.hwptAlloc(idev, idev, 0));
+    expectErrno('EOPNOTSUPP', () => f.hwptAlloc(idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_FAULT_ID_VALID));
+    const parent = f.hwptAlloc(idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT);
+    const notWork = f.hwptAlloc(idev, ioas, 0);
+    // Negative nested tests
+    expectErrno('EINVAL', () => hwptAllocNested(f, idev, parent, 0, 0, data, 4));
+    expectErrno('EOPNOTSUPP', () => hwptAllocNested(f, idev, parent, 0, IOMMU_HWPT_DATA_SELFTEST + 1, data, 4));
+    expectErrno('EINVAL', () => hwptAllocNested(f, idev, parent, 0, IOMMU_HWPT_DATA_SELFTEST, data, 3));
+    expectErrno('EFAULT', () => hwptAllocNested(f, idev, parent, 0, IOMMU_HWPT_DATA_SELFTEST, null, 4));
+    expectErrno('EOPNOTSUPP', () =>
+      hwptAllocNested(f, idev, parent, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_DATA_SELFTEST, data, 4),
+    );
+    expectErrno('EINVAL', () => hwptAllocNested(f, idev, notWork, 0, IOMMU_HWPT_DATA_SELFTEST, data, 4));
+    // Allocate two nested hwpts sharing one common parent hwpt
+    const q = f.io(f.u.IOMMU_FAULT_QUEUE_ALLOC, {});
+    const n0 = hwptAllocNested(f, idev, parent, 0, IOMMU_HWPT_DATA_SELFTEST, data, 4);
+    const n1 = hwptAllocNested(f, idev, parent, 0, IOMMU_HWPT_DATA_SELFTEST, data, 4);
+    expectErrno('ENOENT', () =>
+      hwptAllocNested(f, idev, parent, IOMMU_HWPT_FAULT_ID_VALID, IOMMU_HWPT_DATA_SELFTEST, data, 4, 0xffffffff),
+    );
+    const iopf = hwptAllocNested(
+      f,
+      idev,
+      parent,
+      IOMMU_HWPT_FAULT_ID_VALID,
+      IOMMU_HWPT_DATA_SELFTEST,
+      data,
+      4,
+      q.out_fault_id,
+    );
+    checkAll(n0, IOMMU_TEST_IOTLB_DEFAULT);
+    checkAll(n1, IOMMU_TEST_IOTLB_DEFAULT);
+    // Negative test: a nested hwpt on top of a nested hwpt
+    expectErrno('EINVAL', () => hwptAllocNested(f, idev, n0, 0, IOMMU_HWPT_DATA_SELFTEST, data, 4));
+    // Negative test: parent hwpt now cannot be freed
+    expectErrno('EBUSY', () => f.destroy(parent));
+    const inv = (
+      hwpt: number,
+      reqs: { flags: number; iotlb_id: number }[] | null,
+      type: number,
+      len: number,
+      n: number,
+    ) => hwptInvalidate(f, hwpt, reqs, type, len, n);
+    const zero = [{ flags: 0, iotlb_id: 0 }];
+    // hwpt_invalidate does not support a parent hwpt: ENOENT (6.12) / EINVAL (7.2)
+    expect(inv(parent, zero, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, 1)).toEqual({
+      error: version === '6.12' ? 'ENOENT' : 'EINVAL',
+      num: 0,
+    });
+    // Check data_type by passing zero-length array
+    expect(inv(n0, zero, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, 0)).toEqual({ error: undefined, num: 0 });
+    expect(inv(n0, zero, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID, 8, 1)).toEqual({ error: 'EINVAL', num: 0 });
+    expect(inv(n0, zero, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 9, 1)).toEqual({ error: 'EINVAL', num: 0 });
+    expect(inv(n0, zero, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 1, 1)).toEqual({ error: 'EINVAL', num: 0 });
+    expect(inv(n0, zero, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 4097, 1)).toEqual({ error: 'EINVAL', num: 0 });
+    expect(inv(n0, zero, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, (1 << 19) + 1)).toEqual({ error: 'EINVAL', num: 0 });
+    expect(inv(n0, [{ flags: 0xffffffff, iotlb_id: 0 }], IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, 1)).toEqual({
+      error: 'EOPNOTSUPP',
+      num: 0,
+    });
+    expect(inv(n0, null, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, 1)).toEqual({ error: 'EINVAL', num: 0 });
+    expect(inv(n0, zero, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 0, 1)).toEqual({ error: 'EINVAL', num: 0 });
+    expect(inv(n0, [{ flags: 0, iotlb_id: 4 }], IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, 1)).toEqual({
+      error: 'EINVAL',
+      num: 0,
+    });
+    const two = (a: [number, number], b: [number, number]) => [
+      { flags: a[0], iotlb_id: a[1] },
+      { flags: b[0], iotlb_id: b[1] },
+    ];
+    expect(inv(n0, two([0, 0], [0xffffffff, 1]), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, 2)).toEqual({
+      error: 'EOPNOTSUPP',
+      num: 1,
+    });
+    check(n0, 0, 0);
+    [1, 2, 3].forEach((id) => check(n0, id, IOMMU_TEST_IOTLB_DEFAULT));
+    expect(inv(n0, two([0, 0], [0, 4]), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, 2)).toEqual({
+      error: 'EINVAL',
+      num: 1,
+    });
+    expect(inv(n0, [{ flags: 0, iotlb_id: 1 }], IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, 1)).toEqual({
+      error: undefined,
+      num: 1,
+    });
+    check(n0, 1, 0);
+    expect(inv(n0, two([0, 2], [0, 3]), IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, 2)).toEqual({
+      error: undefined,
+      num: 2,
+    });
+    checkAll(n0, 0);
+    expect(
+      inv(n1, [{ flags: IOMMU_TEST_INVALIDATE_FLAG_ALL, iotlb_id: 0 }], IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8, 1),
+    ).toEqual({ error: undefined, num: 1 });
+    checkAll(n1, 0);
+    // Attach device to nested_hwpt_id[0] that then will be busy
+    f.mockDomainReplace(stdev, n0);
+    expectErrno('EBUSY', () => f.destroy(n0));
+    f.mockDomainReplace(stdev, n1);
+    expectErrno('EBUSY', () => f.destroy(n1));
+    f.destroy(n0);
+    // Switch from nested_hwpt_id[1] to iopf_hwpt_id, then trigger an IOPF on the device
+    f.mockDomainReplace(stdev, iopf);
+    expectErrno('EBUSY', () => f.destroy(iopf));
+    triggerIopf(f, idev, 1, q.out_fault_fd);
+    f.mockDomainReplace(stdev, parent);
+    f.destroy(n1);
+    f.destroy(iopf);
+    f.mockDomainReplace(stdev, ioas);
+    f.destroy(parent);
+    f.destroy(notWork);
+    f.sim.close(q.out_fault_fd);
+    f.destroy(q.out_fault_id);
+  });
+});
+
+describe.each([
+  { name: 'no_pasid', pasidCapable: false },
+  { name: 'has_pasid', pasidCapable: true },
+])('selftest FIXTURE(iommufd_device_pasid) variant $name on 7.2', (v) => {
+  it('iommufd_device_pasid.pasid_attach: compat rules, attach/replace/detach, PASID 1024 fake error, iopf on a PASID', () => {
     const f = fixture('7.2');
     const ioas = f.ioasAlloc();
     const { stdev, idev } = f.mockDomain(ioas, MOCK_FLAGS_DEVICE_PASID);
-    const IOMMU_HWPT_ALLOC_PASID = 8;
-    const pasid = 100;
-    const attach = (pt: number) => f.test(OP.PASID_ATTACH, stdev, { pasid_attach: { pasid, pt_id: pt } });
+    const noPasid = v.pasidCapable ? undefined : f.mockDomain(ioas, 0);
+    const data = hwptSelftestData();
+    let pasid = 100;
+    const attachOn = (sd: number, p: number, pt: number) =>
+      f.test(OP.PASID_ATTACH, sd, { pasid_attach: { pasid: p, pt_id: pt } });
+    const attach = (pt: number) => attachOn(stdev, pasid, pt);
+    const replace = (pt: number) => f.test(OP.PASID_REPLACE, stdev, { pasid_replace: { pasid, pt_id: pt } });
+    const detach = () => f.test(OP.PASID_DETACH, stdev, { pasid_detach: { pasid } });
     const check = (hwpt: number) => f.test(OP.PASID_CHECK_HWPT, stdev, { pasid_check: { pasid, hwpt_id: hwpt } });
-    const hwptNoPasid = f.hwptAlloc(idev, ioas, 0);
-    // The RID's automatic HWPT is not PASID compatible: attaching a PASID fails.
-    expectErrno('EINVAL', () => attach(hwptNoPasid));
-    f.mockDomainReplace(stdev, f.hwptAlloc(idev, ioas, IOMMU_HWPT_ALLOC_PASID));
-    const h1 = f.hwptAlloc(idev, ioas, IOMMU_HWPT_ALLOC_PASID);
-    const h2 = f.hwptAlloc(idev, ioas, IOMMU_HWPT_ALLOC_PASID);
+    // Negative, detach pasid without attaching: not an error.
+    detach();
+    const parent = f.hwptAlloc(idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT);
+    const n0 = hwptAllocNested(f, idev, parent, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_DATA_SELFTEST, data, 4);
+    const n1 = hwptAllocNested(f, idev, parent, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_DATA_SELFTEST, data, 4);
+    const q = f.io(f.u.IOMMU_FAULT_QUEUE_ALLOC, {});
+    const iopf = hwptAllocNested(
+      f,
+      idev,
+      parent,
+      IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID,
+      IOMMU_HWPT_DATA_SELFTEST,
+      data,
+      4,
+      q.out_fault_id,
+    );
+    const viommu = f.io(f.u.IOMMU_VIOMMU_ALLOC, { dev_id: idev, hwpt_id: parent, type: 0xdeadbeef }).out_viommu_id;
+    hwptAllocNested(f, idev, viommu, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_DATA_SELFTEST, data, 4);
+    const s2 = f.hwptAlloc(idev, ioas, IOMMU_HWPT_ALLOC_PASID);
+    // Attach RID to non-pasid compat domain, then attach to pasid should fail
+    f.mockDomainReplace(stdev, parent);
+    expectErrno('EINVAL', () => attach(s2));
+    // Attach RID to pasid compat domain, then attach to pasid should succeed,
+    f.mockDomainReplace(stdev, s2);
+    attach(n0);
+    // but attach RID to non-pasid compat domain should fail now.
+    expectErrno('EINVAL', () => f.mockDomainReplace(stdev, parent));
+    detach();
     check(0);
-    attach(h1);
-    check(h1);
-    expectErrno('EBUSY', () => attach(h1));
-    f.test(OP.PASID_REPLACE, stdev, { pasid_replace: { pasid, pt_id: h2 } });
-    check(h2);
-    expectErrno('EBUSY', () => f.destroy(h2));
-    f.test(OP.PASID_DETACH, stdev, { pasid_detach: { pasid } });
+    if (noPasid) {
+      // PASID-compatible domain can be used by non-PASID-capable device.
+      f.mockDomainReplace(noPasid.stdev, n0);
+      f.mockDomainReplace(noPasid.stdev, ioas);
+      expectErrno('EINVAL', () => attachOn(noPasid.stdev, pasid, parent));
+      expectErrno('EINVAL', () => attachOn(noPasid.stdev, pasid, s2));
+    }
+    expectErrno('EINVAL', () => attach(parent));
     check(0);
-    f.destroy(h2);
-    f.destroy(h1);
+    expectErrno('EINVAL', () => attach(ioas));
+    check(0);
+    attach(s2);
+    check(s2);
+    expectErrno('EBUSY', () => attach(n0));
+    detach();
+    check(0);
+    attach(n0);
+    check(n0);
+    expectErrno('EBUSY', () => attach(n0));
+    detach();
+    // Replace tests
+    pasid = 200;
+    expectErrno('EINVAL', () => replace(s2));
+    attach(s2);
+    check(s2);
+    expectErrno('EINVAL', () => replace(ioas));
+    check(s2);
+    replace(n0);
+    check(n0);
+    replace(n1);
+    check(n1);
+    detach();
+    // Negative Tests for pasid replace, use pasid 1024
+    pasid = 1024;
+    attach(s2);
+    check(s2);
+    expectErrno('ENOMEM', () => replace(n0));
+    check(s2);
+    detach();
+    // Attach to iopf-capable hwpt
+    pasid = 2048;
+    attach(iopf);
+    check(iopf);
+    triggerIopf(f, idev, pasid, q.out_fault_fd);
+    replace(s2);
+    check(s2);
+    detach();
+    f.destroy(iopf);
+    f.sim.close(q.out_fault_fd);
+    f.destroy(q.out_fault_id);
+    f.mockDomainReplace(stdev, ioas);
   });
 });

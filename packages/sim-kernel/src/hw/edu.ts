@@ -1,3 +1,6 @@
+import type { Access, DmaFault, DmaRequest, IommuDevice } from '../iommu/domain.js';
+import { isDmaFault } from '../iommu/dma.js';
+import type { PriCapableIommu } from './pasid-dma.js';
 import { PciDevice, type MmioRegion } from './pci/pci-device.js';
 import * as R from './pci/pci-regs.js';
 
@@ -13,6 +16,25 @@ export const EDU_REG_DMA_SRC = 0x80;
 export const EDU_REG_DMA_DST = 0x88;
 export const EDU_REG_DMA_COUNT = 0x90;
 export const EDU_REG_DMA_CMD = 0x98;
+/**
+ * Simulator extension, present only on an edu created with the `pasid` option (QEMU's edu
+ * has no PASID and reads these offsets as all ones): the PASID of DMA transfers. Bits 19:0
+ * the PASID, bit 30 privileged mode (PMR), bit 31 enable: transfers carry a PASID TLP prefix.
+ */
+export const EDU_REG_DMA_PASID = 0xa0;
+/**
+ * Simulator extension (with `pasid`), read only: bit 0 the last transfer hit an IOMMU fault
+ * it could not recover from (bytes were dropped / read as zeros), bit 1 a page request is
+ * outstanding (the transfer waits for the page response), bit 2 the page response was not
+ * Success (the transfer was aborted). Starting a transfer clears it.
+ */
+export const EDU_REG_DMA_STATUS = 0xa4;
+export const EDU_DMA_PASID_ENABLE = 0x80000000;
+export const EDU_DMA_PASID_PRIV = 0x40000000;
+export const EDU_DMA_PASID_MASK = 0xfffff;
+export const EDU_DMA_STATUS_FAULT = 1 << 0;
+export const EDU_DMA_STATUS_PRQ_PENDING = 1 << 1;
+export const EDU_DMA_STATUS_PRG_FAILED = 1 << 2;
 
 /** Status register bits. */
 export const EDU_STATUS_COMPUTING = 0x01;
@@ -43,6 +65,14 @@ export interface EduOptions {
   dmaMask?: bigint;
   /** Where the firmware placed BAR0 (default 0xfea00000). */
   bar0Address?: number;
+  /**
+   * Simulator extension: PASID-tagged DMA (the EDU_REG_DMA_PASID / EDU_REG_DMA_STATUS
+   * registers) and, with `pri`, ATS with page requests: a transfer that hits a first-stage
+   * page that is not present (or does not allow the access) asks the IOMMU for it with a
+   * page request and waits for the page response. Off by default: the device is then QEMU's
+   * edu, register for register.
+   */
+  pasid?: { bits?: number; pri?: boolean };
 }
 
 const U64 = (1n << 64n) - 1n;
@@ -78,6 +108,23 @@ export class EduDevice extends PciDevice {
   /** Completed DMA transfers (including ones that faulted). */
   transfers = 0;
   readonly mmio: MmioRegion;
+  /**
+   * The `pasid` option: the PASID capability width, and PRI. With it every transfer runs on
+   * the engine that can tag requests with a PASID and ask for pages; the register bits
+   * decide whether a PASID is sent.
+   */
+  readonly pasidOption: { bits: number; pri: boolean } | undefined;
+  private dmaPasid = 0;
+  /** EDU_REG_DMA_STATUS. */
+  dmaStatus = 0;
+  /** The transfer in progress (it survives a wait for a page response). */
+  private xfer: { iova: bigint; buf: Uint8Array; access: Access; done: number } | undefined;
+  /** The outstanding page request group index, and the next one to use. */
+  private prgPending: number | undefined;
+  private nextPrg = 0;
+  /** Page requests sent and page responses received (for tests). */
+  readonly pageRequestsSent: { addr: bigint; pasid: number | undefined; prgIndex: number; write: boolean }[] = [];
+  readonly pageResponses: { prgIndex: number; code: number }[] = [];
 
   constructor(name: string, dma: PciDevice['dma'], options: EduOptions = {}) {
     super(
@@ -92,6 +139,11 @@ export class EduDevice extends PciDevice {
       dma,
     );
     this.dmaMask = options.dmaMask ?? (1n << 28n) - 1n;
+    this.pasidOption = options.pasid ? { bits: options.pasid.bits ?? 20, pri: options.pasid.pri ?? false } : undefined;
+    if (this.pasidOption && 'translator' in dma) {
+      const iommu = dma.translator as Partial<PriCapableIommu>;
+      iommu.connectPageResponses?.(dma.iommu, (r) => this.pageResponse(r.grpid, r.code));
+    }
     // pci_edu_realize(): INTA, then msi_init(pdev, 0, 1, true, false), then BAR0.
     this.msiInit(0, 1, true, false);
     this.mmio = { read: (o, s) => this.mmioRead(o, s), write: (o, v, s) => this.mmioWrite(o, v, s) };
@@ -128,6 +180,10 @@ export class EduDevice extends PciDevice {
         return this.dmaCnt & mask;
       case EDU_REG_DMA_CMD:
         return this.dmaCmd & mask;
+      case EDU_REG_DMA_PASID:
+        return this.pasidOption && size === 4 ? BigInt(this.dmaPasid) : ones;
+      case EDU_REG_DMA_STATUS:
+        return this.pasidOption && size === 4 ? BigInt(this.dmaStatus) : ones;
       default:
         return ones;
     }
@@ -166,6 +222,10 @@ export class EduDevice extends PciDevice {
         break;
       case EDU_REG_DMA_COUNT:
         if (!(this.dmaCmd & 1n)) this.dmaCnt = value;
+        break;
+      case EDU_REG_DMA_PASID:
+        if (this.pasidOption && size === 4 && !(this.dmaCmd & 1n))
+          this.dmaPasid = (val32 & (EDU_DMA_PASID_ENABLE | EDU_DMA_PASID_PRIV | EDU_DMA_PASID_MASK)) >>> 0;
         break;
       case EDU_REG_DMA_CMD:
         if (!(value & BigInt(EDU_DMA_RUN))) break;
@@ -232,6 +292,8 @@ export class EduDevice extends PciDevice {
   private dmaTimer(): void {
     if (!(this.dmaCmd & 1n)) return;
     const cnt = this.dmaCnt;
+    // With the `pasid` option every transfer uses the ATS/PRI-capable engine (with or without a PASID).
+    if (this.pasidOption) return this.pasidDmaStart(cnt);
     if ((this.dmaCmd & BigInt(EDU_DMA_DIR_TO_RAM)) === 0n) {
       // EDU_DMA_FROM_PCI: RAM (src) to the buffer (dst).
       if (this.checkRange(this.dmaDst, cnt)) {
@@ -246,4 +308,122 @@ export class EduDevice extends PciDevice {
     this.dmaCmd &= ~1n;
     if (this.dmaCmd & BigInt(EDU_DMA_IRQ)) this.raiseIrq(EDU_DMA_IRQ_BIT);
   }
+
+  /** The PASID transfer: the same range checks, then the page-by-page engine. */
+  private pasidDmaStart(cnt: bigint): void {
+    this.dmaStatus = 0;
+    let iova: bigint;
+    let at: number;
+    let access: Access;
+    if ((this.dmaCmd & BigInt(EDU_DMA_DIR_TO_RAM)) === 0n) {
+      if (!this.checkRange(this.dmaDst, cnt)) return this.dmaDone();
+      at = Number(this.dmaDst) - EDU_DMA_START;
+      iova = this.clamp(this.dmaSrc);
+      access = 'read';
+    } else {
+      if (!this.checkRange(this.dmaSrc, cnt)) return this.dmaDone();
+      at = Number(this.dmaSrc) - EDU_DMA_START;
+      iova = this.clamp(this.dmaDst);
+      access = 'write';
+    }
+    this.xfer = { iova, buf: this.buffer.subarray(at, at + Number(cnt)), access, done: 0 };
+    this.pasidDmaRun();
+  }
+
+  /**
+   * Moves the transfer on page by page through the IOMMU with the PASID. With PRI enabled a
+   * recoverable first-stage fault (the ATS translation comes back without permission) sends
+   * a page request and stalls the transfer until the page response; any other fault drops
+   * the page (reads see zeros), as edu does without an IOMMU that can recover.
+   */
+  private pasidDmaRun(): void {
+    const x = this.xfer!;
+    const dma = this.dma as { translator: PriCapableIommu; iommu: IommuDevice };
+    const tagged = (this.dmaPasid & EDU_DMA_PASID_ENABLE) !== 0;
+    const pasid = tagged ? this.dmaPasid & EDU_DMA_PASID_MASK : undefined;
+    const req: DmaRequest | undefined = tagged && this.dmaPasid & EDU_DMA_PASID_PRIV ? { privileged: true } : undefined;
+    const unit = dma.translator;
+    const pri = this.pasidOption!.pri && !!unit.deviceState?.(dma.iommu).priEnabled;
+    while (x.done < x.buf.length) {
+      const addr = x.iova + BigInt(x.done);
+      if (!this.busMaster) {
+        if (x.access === 'read') x.buf.fill(0, x.done);
+        this.dmaBlocked.push({
+          kind: 'bus-master-disabled',
+          iova: addr,
+          access: x.access,
+          length: x.buf.length - x.done,
+        });
+        this.dmaStatus |= EDU_DMA_STATUS_FAULT;
+        break;
+      }
+      const t = pri
+        ? unit.translateAts(dma.iommu, pasid, addr, x.access, req)
+        : unit.translate(dma.iommu, pasid, addr, x.access, req);
+      const inPage = 4096 - Number(addr % 4096n);
+      if (isDmaFault(t)) {
+        if (pri && recoverable(t)) {
+          // A page request for the page, the last (only) one of its group; then wait.
+          const prgIndex = this.nextPrg;
+          this.nextPrg = (this.nextPrg + 1) & 0x1ff;
+          this.prgPending = prgIndex;
+          this.dmaStatus |= EDU_DMA_STATUS_PRQ_PENDING;
+          const page = addr & ~0xfffn;
+          this.pageRequestsSent.push({ addr: page, pasid, prgIndex, write: x.access === 'write' });
+          unit.pageRequest(dma.iommu, {
+            pasid,
+            addr: page,
+            read: x.access === 'read',
+            write: x.access === 'write',
+            priv: req?.privileged,
+            prgIndex,
+            last: true,
+          });
+          return;
+        }
+        const n = Math.min(x.buf.length - x.done, inPage);
+        if (x.access === 'read') x.buf.fill(0, x.done, x.done + n);
+        this.dmaBlocked.push({ kind: 'iommu-fault', fault: t, access: x.access });
+        if (this.dmaBlocked.length > 1024) this.dmaBlocked.shift();
+        this.dmaStatus |= EDU_DMA_STATUS_FAULT;
+        x.done += n;
+        continue;
+      }
+      const n = Math.min(x.buf.length - x.done, t.length);
+      const mem = new Uint8Array(t.range.buffer, t.offset, n);
+      if (x.access === 'read') x.buf.set(mem, x.done);
+      else mem.set(x.buf.subarray(x.done, x.done + n));
+      this.dmaBytes += n;
+      x.done += n;
+    }
+    this.xfer = undefined;
+    this.dmaDone();
+  }
+
+  /** The PRG Response Message for the outstanding page request: retry, or abort the transfer. */
+  private pageResponse(prgIndex: number, code: number): void {
+    this.pageResponses.push({ prgIndex, code });
+    if (this.prgPending === undefined || prgIndex !== this.prgPending || !this.xfer) return;
+    this.prgPending = undefined;
+    this.dmaStatus &= ~EDU_DMA_STATUS_PRQ_PENDING;
+    if (code !== 0) {
+      // Invalid Request / Response Failure: the device gives the transfer up.
+      this.dmaStatus |= EDU_DMA_STATUS_PRG_FAILED;
+      this.xfer = undefined;
+      return this.dmaDone();
+    }
+    this.pasidDmaRun();
+  }
+
+  /** The end of edu_dma_timer(): run bit off, the optional interrupt. */
+  private dmaDone(): void {
+    this.transfers++;
+    this.dmaCmd &= ~1n;
+    if (this.dmaCmd & BigInt(EDU_DMA_IRQ)) this.raiseIrq(EDU_DMA_IRQ_BIT);
+  }
+}
+
+/** A translation failure the device may ask the IOMMU to fix with a page request. */
+function recoverable(f: DmaFault): boolean {
+  return (f.reason === 'not-present' || f.reason === 'permission') && f.stage === 1;
 }

@@ -27,6 +27,15 @@ export interface DeviceOptions {
   group?: number;
   /** edu's `dma_mask` property (default 28 bits). */
   dmaMask?: bigint;
+  /**
+   * Simulator extension (a real edu has no PASID): a PASID capability of `bits` bits
+   * (default 20) and, with `pri`, ATS and PRI capabilities, so the device can issue
+   * PASID-tagged DMA and page requests (EDU_REG_DMA_PASID, EDU_REG_DMA_STATUS in hw/edu.ts).
+   * `exec` / `priv`: the PASID capability's execute and privileged-mode support. The
+   * capabilities are device properties the IOMMU driver reads at probe; they are not in
+   * config space (vfio-pci hides the PASID capability from user space anyway).
+   */
+  pasid?: boolean | { bits?: number; pri?: boolean; exec?: boolean; priv?: boolean };
 }
 
 /** A device as the machine built it. */
@@ -74,11 +83,23 @@ export function buildMachine(
     used.add(bdf);
     const [, b, s] = /^[0-9a-f]{4}:([0-9a-f]{2}):([0-9a-f]{2})/.exec(bdf)!;
     const group = opt.group ?? (parseInt(b, 16) === 0 ? parseInt(s, 16) : 16 + out.length);
-    const iommuDev = iommu.probeDevice(bdf);
+    const pasid = opt.pasid === true ? {} : opt.pasid || undefined;
+    const iommuDev = pasid
+      ? iommu.probeDevice(bdf, pasid.bits ?? 20, {
+          ats: !!pasid.pri,
+          pri: !!pasid.pri,
+          pasidExec: !!pasid.exec,
+          pasidPriv: !!pasid.priv,
+        })
+      : iommu.probeDevice(bdf);
     const pci = new EduDevice(
       bdf,
       { translator: iommu, iommu: iommuDev },
-      { dmaMask: opt.dmaMask, bar0Address: barBase },
+      {
+        dmaMask: opt.dmaMask,
+        bar0Address: barBase,
+        ...(pasid ? { pasid: { bits: pasid.bits ?? 20, pri: !!pasid.pri } } : {}),
+      },
     );
     barBase -= 0x100000;
     // The firmware (SeaBIOS) enables I/O and memory decode and SERR#, and routes INTA.

@@ -1,5 +1,5 @@
 import type { PhysRange } from '../hw/phys-memory.js';
-import type { Access, DmaFault, IommuDevice } from './domain.js';
+import type { Access, DmaFault, DmaRequest, IommuDevice } from './domain.js';
 
 /**
  * Where a DMA address lands: the RAM range and the offset in it. `length` is how many
@@ -25,6 +25,8 @@ export interface DmaTranslator {
     pasid: number | undefined,
     iova: bigint | number,
     access: Access,
+    /** The PASID prefix's privileged-mode and execute attributes (requests with a PASID). */
+    req?: DmaRequest,
   ): DmaTranslation | DmaFault;
 }
 

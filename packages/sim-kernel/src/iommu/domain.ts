@@ -5,6 +5,9 @@
  * these types.
  */
 
+import type { AddressSpace } from '../mm/address-space.js';
+import type { IopfHandler, IopfParam, PageRequest } from './io-pgfault.js';
+
 /** iommu_map() protection bits (include/linux/iommu.h). */
 export const IOMMU_READ = 1 << 0;
 export const IOMMU_WRITE = 1 << 1;
@@ -34,8 +37,26 @@ export interface ResvRegion {
 /** A DMA access as the translation core classifies it. */
 export type Access = 'read' | 'write';
 
-/** Why a translation failed (reported as a DMA fault, as DMAR fault records do). */
-export type FaultReason = 'not-present' | 'permission' | 'address-width' | 'second-stage';
+/**
+ * Why a translation failed (reported as a DMA fault, as DMAR fault records do).
+ * `not-present`: an entry on the (first-stage) walk is not present; `permission`: the
+ * access is not allowed (write to read-only, user access to a supervisor page, a request
+ * attribute the PASID entry does not enable); `address-width`: the address is outside what
+ * the table translates (beyond the aperture, non-canonical, a first-stage output beyond the
+ * second stage's width); `second-stage`: the second-stage translation of a first-stage table
+ * pointer or of the final output failed during a nested walk; `reserved`: a present entry
+ * has a reserved bit set; `pasid`: nothing is attached to the request's PASID.
+ */
+export type FaultReason = 'not-present' | 'permission' | 'address-width' | 'second-stage' | 'reserved' | 'pasid';
+
+/**
+ * Attributes a PCIe memory request carries in its PASID TLP prefix besides the PASID: PMR
+ * (privileged-mode requested: a supervisor request) and ER (execute requested).
+ */
+export interface DmaRequest {
+  privileged?: boolean;
+  execute?: boolean;
+}
 
 /** A blocked DMA: the address, the PASID (if any) and the access. */
 export interface DmaFault {
@@ -52,6 +73,12 @@ export interface DmaFault {
   code?: number;
   /** The line the kernel logs for the fault (dmar_fault_do_one() for VT-d), without a timestamp. */
   message?: string;
+  /** The translation stage at fault in a nested walk (1: the guest's table, 2: the host's). */
+  stage?: 1 | 2;
+  /** The first-stage level whose entry faulted (1 = PTE ... 5 = PML5E), when known. */
+  level?: number;
+  /** Whether the request was privileged (supervisor) or an execute request. */
+  request?: DmaRequest;
 }
 
 /** Dirty-tracking operations of a domain (struct iommu_dirty_ops). */
@@ -97,6 +124,12 @@ export interface IommuDomain {
   /** Frees the page table (iommu_domain_free()). */
   free(): void;
   /**
+   * domain->iopf_handler: set by iommufd on a HWPT allocated with a fault queue
+   * (IOMMU_HWPT_FAULT_ID_VALID). Recoverable page faults of devices attached to the domain
+   * go to it (iommu_report_device_fault()).
+   */
+  iopfHandler?: IopfHandler;
+  /**
    * ops->enforce_cache_coherency(): makes every mapping cache coherent (IOMMU_CACHE
    * enforced); false when the domain cannot. Domains without the op cannot.
    */
@@ -117,6 +150,8 @@ export interface IommuUserData {
   uptr: bigint;
   /** data_len. */
   len: number;
+  /** The address space `uptr` is in (the calling process's), for drivers that copy the data. */
+  mm?: AddressSpace;
 }
 
 /** Flags of domain_alloc_paging_flags() (IOMMU_HWPT_ALLOC_* from the uAPI). */
@@ -141,6 +176,14 @@ export interface IommuDevice {
    * share attachments. Without it the device is alone in its group.
    */
   readonly group?: object;
+  /**
+   * The PCI PASID capability's control bits as the IOMMU driver enabled them at probe
+   * (pci_enable_pasid() with the device's features): execute and privileged-mode
+   * permission. Absent for devices without an enabled PASID capability.
+   */
+  readonly pasidCtrl?: { exec: boolean; priv: boolean };
+  /** dev->iommu->fault_param: set while the device is on an IOPF queue (iopf_queue_add_device()). */
+  iopfParam?: IopfParam;
 }
 
 /**
@@ -184,6 +227,21 @@ export interface IommuUnit {
    * it throws ErrnoError EOPNOTSUPP. Units without the op report IOMMU_HW_INFO_TYPE_NONE.
    */
   hwInfo?(dev: IommuDevice, type: number): HwInfo;
+  /**
+   * ops->page_response(): completes a page request group with `code` (enum
+   * iommu_page_response_code). Units without it cannot put devices on an IOPF queue.
+   */
+  pageResponse?(dev: IommuDevice, fault: PageRequest, code: number): void;
+  /**
+   * ops->user_pasid_table: the driver lets user space own the PASID table, so page faults
+   * for a PASID without its own attachment go to the nested domain of the RID.
+   */
+  readonly userPasidTable?: boolean;
+  /**
+   * The iommu_device's max_pasids (the unit's PASID limit); 0 when the unit has no PASID
+   * support. Units without it do not limit the device's PASID width.
+   */
+  readonly maxPasids?: number;
 }
 
 /** What ops->hw_info() returns: the data type and the encoded struct. */

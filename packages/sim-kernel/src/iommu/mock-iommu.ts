@@ -2,6 +2,13 @@ import { kfail } from '../errors.js';
 import { IntervalTree, ItNode } from '../lib/interval-tree.js';
 import type { AddressSpace } from '../mm/address-space.js';
 import { BlockedDomain } from './blocked-domain.js';
+import {
+  iopfQueueAddDevice,
+  iopfQueueRemoveDevice,
+  type IopfHandler,
+  type IopfParam,
+  type PageRequest,
+} from './io-pgfault.js';
 import type {
   DirtyOps,
   DomainGeometry,
@@ -68,6 +75,15 @@ export class MockDevice implements IommuDevice {
   readonly cache = new Array<number>(MOCK_DEV_CACHE_NUM).fill(IOMMU_TEST_DEV_CACHE_DEFAULT);
   /** mdev->pasid_1024_fake_error (7.2). */
   pasid1024FakeError = false;
+  /** mdev->viommu / mdev->vdev_id (7.2): the vIOMMU of the nested domain attached, and the device's id in it. */
+  viommu: MockViommuRef | undefined;
+  vdevId = 0n;
+  /** mdev->iopf_refcount (7.2). */
+  iopfRefcount = 0;
+  /** mdev->domain (7.2): the domain attached to the RID. */
+  domain: IommuDomain | undefined;
+  /** dev->iommu->fault_param while the device is on the IOPF queue. */
+  iopfParam?: IopfParam;
 
   constructor(
     readonly unit: MockIommu,
@@ -364,6 +380,15 @@ function leafItemLg2(lg2: number): number {
   return 29;
 }
 
+/**
+ * What the mock IOMMU needs of a vIOMMU (struct mock_viommu): finding a device's virtual id
+ * (iommufd_viommu_get_vdev_id()). The vIOMMU objects themselves live in iommufd.
+ */
+export interface MockViommuRef {
+  /** iommufd_viommu_get_vdev_id(): the device's virt_id, or undefined (-ENOENT). */
+  vdevIdOf(dev: IommuDevice): bigint | undefined;
+}
+
 /** struct mock_iommu_domain_nested (IOMMU_HWPT_DATA_SELFTEST). */
 export class MockNestedDomain implements IommuDomain {
   readonly kind = 'nested' as const;
@@ -371,13 +396,17 @@ export class MockNestedDomain implements IommuDomain {
   readonly geometry: DomainGeometry;
   /** mock_nested->iotlb[]. */
   readonly iotlb: number[];
+  iopfHandler?: IopfHandler;
+  /** mock_nested->mock_viommu (7.2): set for domains allocated through a vIOMMU. */
+  mockViommu: MockViommuRef | undefined;
 
   constructor(
     readonly owner: MockIommu,
-    readonly parent: MockPagingDomain,
+    /** The nesting parent (undefined for a vIOMMU's domain, which has its own). */
+    readonly parent: MockPagingDomain | undefined,
     iotlb: number,
   ) {
-    this.geometry = parent.geometry;
+    this.geometry = parent?.geometry ?? { apertureStart: 0n, apertureEnd: 0n, forceAperture: false };
     this.iotlb = new Array<number>(MOCK_NESTED_DOMAIN_IOTLB_NUM).fill(iotlb);
   }
 
@@ -388,7 +417,7 @@ export class MockNestedDomain implements IommuDomain {
     return 0;
   }
   iovaToPhys(iova: bigint): number {
-    return this.parent.iovaToPhys(iova);
+    return this.parent?.iovaToPhys(iova) ?? 0;
   }
   free(): void {}
 }
@@ -403,6 +432,10 @@ export class MockIommu implements IommuUnit {
   readonly dirtyTracking = true;
   /** mock_iommu.iommu_dev.max_pasids (7.2). */
   readonly maxPasids: number;
+  /** mock_ops.user_pasid_table. */
+  readonly userPasidTable = true;
+  /** mock_iommu_iopf_queue exists (iopf_queue_alloc() in iommufd_test_init()). */
+  iopfQueue = true;
   private readonly ids = new Set<number>();
 
   constructor(
@@ -529,13 +562,31 @@ export class MockIommu implements IommuUnit {
   /**
    * mock_domain_nop_attach() / mock_domain_set_dev_pasid_nop(): a domain with dirty ops
    * cannot be attached to a MOCK_FLAGS_DEVICE_NO_DIRTY device; 7.2 fakes one failure of
-   * every other attach of PASID 1024 (IOMMU_TEST_PASID_RESERVED).
+   * every other attach of PASID 1024 (IOMMU_TEST_PASID_RESERVED), needs a vDEVICE for a
+   * nested domain of a vIOMMU (ENOENT) and puts the device on the IOPF queue while a
+   * fault-capable domain is attached (mock_dev_enable_iopf()).
    */
   attach(dev: IommuDevice, domain: IommuDomain, pasid?: number): void {
     const mdev = dev as MockDevice;
     if (pasid === undefined) {
       if (domain.dirtyOps && mdev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY)
         kfail('EINVAL', 'mock_domain_nop_attach: dirty tracking domain on a NO_DIRTY device');
+      if (this.version === '6.12') return;
+      let viommu: MockViommuRef | undefined;
+      let vdevId = 0n;
+      if (domain instanceof MockNestedDomain && domain.mockViommu) {
+        viommu = domain.mockViommu;
+        const id = viommu.vdevIdOf(dev);
+        if (id === undefined) kfail('ENOENT', 'iommufd_viommu_get_vdev_id: the device has no vDEVICE in the vIOMMU');
+        vdevId = id;
+      }
+      if (viommu !== mdev.viommu) {
+        mdev.viommu = viommu;
+        mdev.vdevId = vdevId;
+      }
+      this.enableIopf(mdev, domain);
+      this.disableIopf(mdev, mdev.domain);
+      mdev.domain = domain;
       return;
     }
     if (pasid === 1024) {
@@ -545,7 +596,42 @@ export class MockIommu implements IommuUnit {
         kfail('ENOMEM', 'mock_domain_set_dev_pasid_nop: the faked failure of PASID 1024');
       } else mdev.pasid1024FakeError = true;
     }
+    this.enableIopf(mdev, domain);
+    this.disableIopf(mdev, mdev.pasidAttached.get(pasid));
   }
+
+  /** mock_dev_enable_iopf() (7.2). */
+  private enableIopf(mdev: MockDevice, domain: IommuDomain | undefined): void {
+    if (!domain?.iopfHandler) return;
+    if (!this.iopfQueue) kfail('ENODEV', 'mock_dev_enable_iopf: no IOPF queue');
+    if (mdev.iopfRefcount) {
+      mdev.iopfRefcount++;
+      return;
+    }
+    iopfQueueAddDevice(mdev);
+    mdev.iopfRefcount = 1;
+  }
+
+  /** mock_dev_disable_iopf() (7.2). */
+  private disableIopf(mdev: MockDevice, domain: IommuDomain | undefined): void {
+    if (!domain?.iopfHandler) return;
+    if (--mdev.iopfRefcount) return;
+    iopfQueueRemoveDevice(mdev);
+  }
+
+  /** 6.12's mock_dev_enable_feat(IOMMU_DEV_FEAT_IOPF). */
+  devEnableIopf(dev: IommuDevice): void {
+    if (!this.iopfQueue) kfail('ENODEV', 'mock_dev_enable_feat: no IOPF queue');
+    iopfQueueAddDevice(dev);
+  }
+
+  /** 6.12's mock_dev_disable_feat(IOMMU_DEV_FEAT_IOPF). */
+  devDisableIopf(dev: IommuDevice): void {
+    iopfQueueRemoveDevice(dev);
+  }
+
+  /** mock_domain_page_response(): nothing to send. */
+  pageResponse(_dev: IommuDevice, _fault: PageRequest, _code: number): void {}
 
   /** The mock driver has no get_resv_regions(). */
   reservedRegions(): ResvRegion[] {

@@ -33,6 +33,12 @@ export interface PagingDomainConfig {
   dirtyTracking: boolean;
   /** IOMMU_HWPT_ALLOC_NEST_PARENT. */
   nestParent: boolean;
+  /**
+   * Which VT-d table format the domain uses: the second-stage (`vtdss`, default) or, for
+   * 7.2's first-stage paging domains, the x86-64 format (`x86_64`: present means readable,
+   * so a write-only mapping is readable too).
+   */
+  stage?: 'first' | 'second';
 }
 
 const MIN_PAGE = 4096;
@@ -115,7 +121,11 @@ export class PagingDomain implements IommuDomain {
     if (size === 0) fail('EINVAL', 'zero length: make_range_ul() (generic_pt/iommu_pt.h)');
     if (iova + BigInt(size) - 1n > U64_MAX) fail('EOVERFLOW', 'iova + length overflows: make_range_ul()');
     // The format forces writable on a nest parent (PT_FEAT_VTDSS_FORCE_WRITEABLE, ERRATA_772415_SPR17).
-    const bits = (prot & IOMMU_READ ? PTE_R : 0) | (prot & IOMMU_WRITE || this.nestParent ? PTE_W : 0);
+    // x86_64_pt_iommu_set_prot(): a first-stage entry is present (readable), R/W if writable.
+    const bits =
+      this.config.stage === 'first'
+        ? PTE_R | (prot & IOMMU_WRITE ? PTE_W : 0)
+        : (prot & IOMMU_READ ? PTE_R : 0) | (prot & IOMMU_WRITE || this.nestParent ? PTE_W : 0);
     const last = iova + BigInt(size) - 1n;
     const va = iova < BigInt(Number.MAX_SAFE_INTEGER) ? Number(iova) : Number.MAX_SAFE_INTEGER;
     if (size === MIN_PAGE && this.shifts.includes(12)) {

@@ -2,7 +2,7 @@ import type { StructIoctl } from '@vfio-ts/uapi/runtime';
 import { kfail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
 import type { IoctlArg } from '../vfs/ioctl-arg.js';
-import { SimFile } from '../vfs/file.js';
+import { SimFile, type MmapTarget } from '../vfs/file.js';
 import { ObjectTable, type IommufdObject } from './object.js';
 import { copyStructFromUserInto, offsetofend, Ucmd, type IoctlOp } from './ucmd.js';
 
@@ -25,6 +25,11 @@ export class IommufdCtx {
   vfioIoas: IommufdObject | undefined;
   /** The open /dev/iommu file (ictx->file), once the file exists. */
   file: SimFile | undefined;
+  /**
+   * ictx->mt_mmap (7.2): regions a driver lets user space mmap through /dev/iommu, by offset
+   * (_iommufd_alloc_mmap()); each holds a `users` reference on its owner while mapped.
+   */
+  readonly mmaps = new Map<number, { owner: IommufdObject; length: number; bytes: Uint8Array }>();
 
   constructor(readonly kernel: Kernel) {}
 }
@@ -133,6 +138,32 @@ export class IommufdFile extends SimFile {
     }
     if (ucmd.newObj) this.ctx.objects.finalize(ucmd.newObj);
     return ret ?? 0;
+  }
+
+  /** iommufd_fops_mmap() (7.2): only an exact region a driver allocated can be mapped. */
+  override mmap(length: number, prot: number, flags: number, offset: bigint): MmapTarget {
+    // 6.12's iommufd_fops has no mmap.
+    if (this.kernel.version === '6.12') return super.mmap(length, prot, flags, offset);
+    const len = Math.ceil(length / 4096) * 4096;
+    if (!(flags & 0x01)) kfail('EINVAL', 'iommufd_fops_mmap: the mapping must be MAP_SHARED');
+    if (prot & 0x4) kfail('EPERM', 'iommufd_fops_mmap: PROT_EXEC');
+    let hit: [number, { owner: IommufdObject; length: number; bytes: Uint8Array }] | undefined;
+    for (const e of this.ctx.mmaps) if (offset >= BigInt(e[0]) && offset < BigInt(e[0] + e[1].length)) hit = e;
+    if (!hit || hit[1].owner.users === 0) kfail('ENXIO', 'iommufd_fops_mmap: no region at this offset');
+    if (offset !== BigInt(hit[0]) || len !== hit[1].length)
+      kfail('ENXIO', 'iommufd_fops_mmap: only the exact region can be mapped');
+    const owner = hit[1].owner;
+    owner.users++;
+    // The mapping holds the file (vma->vm_file), and through it the context.
+    this.get();
+    return {
+      kind: 'mmio',
+      bytes: hit[1].bytes,
+      onUnmap: () => {
+        owner.users--;
+        this.put();
+      },
+    };
   }
 
   protected override release(): void {

@@ -5,6 +5,7 @@ import type { IommuDevice } from '../iommu/domain.js';
 import type { Kernel } from '../kernel.js';
 import type { SimFile } from '../vfs/file.js';
 import { defineOp, IommufdFile, type IommufdCtx } from './ctx.js';
+import { faultAfterDetach, faultAfterReplace, faultBeforeAttach, faultBeforeReplace } from './fault.js';
 import { findHwptPaging, hwptPagingAlloc, HwptPaging, type Hwpt } from './hw-pagetable.js';
 import { Ioas } from './ioas.js';
 import {
@@ -24,6 +25,7 @@ import {
 } from './iommu-core.js';
 import { IommufdObject } from './object.js';
 import type { IoctlOp, Ucmd } from './ucmd.js';
+import { deviceRemoveVdev } from './viommu.js';
 
 /** The devices attached to one PASID of a group, and the HWPT they share (struct iommufd_attach). */
 interface IommufdAttach {
@@ -134,6 +136,8 @@ export function iommufdDeviceBind(ctx: IommufdCtx, dev: IommuDevice, mock = fals
 
 /** iommufd_device_unbind(): the driver releases the device (it must have detached it). */
 export function iommufdDeviceUnbind(idev: IommufdDevice): void {
+  // iommufd_device_pre_destroy(): the device's vDEVICE goes first (7.2).
+  deviceRemoveVdev(idev);
   idev.ctx.objects.destroyUser(idev);
 }
 
@@ -185,8 +189,14 @@ function attachReservedIova(idev: IommufdDevice, hwptPaging: HwptPaging): void {
 /** iommufd_hwpt_attach_device(). */
 function hwptAttachDevice(hwpt: Hwpt, idev: IommufdDevice, pasid: number): void {
   hwptPasidCompat(hwpt, idev, pasid);
-  if (pasid === IOMMU_NO_PASID) attachGroupHandle(hwpt.domain!, idev.dev);
-  else attachDevicePasid(hwpt.domain!, idev.dev, pasid);
+  const undoIopf = faultBeforeAttach(hwpt, idev);
+  try {
+    if (pasid === IOMMU_NO_PASID) attachGroupHandle(hwpt.domain!, idev.dev);
+    else attachDevicePasid(hwpt.domain!, idev.dev, pasid);
+  } catch (e) {
+    undoIopf();
+    throw e;
+  }
 }
 
 /** iommufd_hwpt_detach_device(). */
@@ -244,6 +254,7 @@ export function hwPagetableDetach(idev: IommufdDevice, pasid: number): Hwpt | nu
   attach.devices.delete(idev.id);
   if (attach.devices.size === 0) {
     hwptDetachDevice(idev, pasid);
+    faultAfterDetach(hwpt, idev, pasid);
     igroup.pasidAttach.delete(pasid);
   }
   if (hwptPaging && pasid === IOMMU_NO_PASID) hwptPaging.ioas.iopt.removeReservedIova(idev.dev);
@@ -294,8 +305,15 @@ function doReplace(idev: IommufdDevice, pasid: number, hwpt: Hwpt): Hwpt | null 
   if (attachResv) groupDoReplaceReservedIova(igroup, hwptPaging);
   try {
     hwptPasidCompat(hwpt, idev, pasid);
-    if (pasid === IOMMU_NO_PASID) replaceGroupHandle(idev.dev, hwpt.domain!);
-    else replaceDevicePasid(hwpt.domain!, idev.dev, pasid);
+    const undoIopf = faultBeforeReplace(hwpt, oldHwpt, idev);
+    try {
+      if (pasid === IOMMU_NO_PASID) replaceGroupHandle(idev.dev, hwpt.domain!);
+      else replaceDevicePasid(hwpt.domain!, idev.dev, pasid);
+    } catch (e) {
+      undoIopf();
+      throw e;
+    }
+    faultAfterReplace(hwpt, oldHwpt, idev, pasid);
   } catch (e) {
     if (attachResv) groupRemoveReservedIova(igroup, hwptPaging);
     throw e;
@@ -414,6 +432,8 @@ const IOMMU_HW_INFO_TYPE_NONE = 0;
 const IOMMU_HW_INFO_TYPE_DEFAULT = 0;
 const IOMMU_HW_CAP_DIRTY_TRACKING = 1n << 0n;
 const IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED = 1n << 3n;
+const IOMMU_HW_CAP_PCI_PASID_EXEC = 1n << 1n;
+const IOMMU_HW_CAP_PCI_PASID_PRIV = 1n << 2n;
 
 /** iommufd_get_hw_info(). */
 function getHwInfo(ucmd: Ucmd<IommuHwInfo>): void {
@@ -453,6 +473,12 @@ function getHwInfo(ucmd: Ucmd<IommuHwInfo>): void {
   cmd.out_capabilities = caps;
   const maxPasids = deviceMaxPasids(idev.dev);
   cmd.out_max_pasid_log2 = maxPasids ? Math.floor(Math.log2(maxPasids)) : 0;
+  // 7.2: the PCI PASID capability's control bits (pci_pasid_status()).
+  if (v72 && maxPasids && idev.dev.pasidCtrl) {
+    if (idev.dev.pasidCtrl.exec) caps |= IOMMU_HW_CAP_PCI_PASID_EXEC;
+    if (idev.dev.pasidCtrl.priv) caps |= IOMMU_HW_CAP_PCI_PASID_PRIV;
+    cmd.out_capabilities = caps;
+  }
   ucmd.respond();
 }
 

@@ -10,10 +10,12 @@ import type { Kernel } from '../kernel.js';
 import type { AddressSpace } from '../mm/address-space.js';
 import { defineOp, type IommufdCtx } from './ctx.js';
 import { getDevice, hwPagetableAttach, hwPagetableDetach, type IommufdDevice } from './device.js';
+import { faultHandlerFor, getFault, type IommufdFault } from './fault.js';
 import { deviceIommuCapable, IOMMU_NO_PASID } from './iommu-core.js';
 import { Ioas } from './ioas.js';
 import { IommufdObject } from './object.js';
 import type { IoctlOp, Ucmd } from './ucmd.js';
+import { IommufdViommu, viommuAllocHwptNested } from './viommu.js';
 
 export const IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0;
 export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 1 << 1;
@@ -31,6 +33,14 @@ export abstract class Hwpt extends IommufdObject {
   domain: IommuDomain | null = null;
   /** IOMMU_HWPT_ALLOC_PASID (7.2): may be attached to PASIDs. */
   pasidCompat = false;
+  /** hwpt->fault: the fault queue of a HWPT allocated with IOMMU_HWPT_FAULT_ID_VALID. */
+  fault: IommufdFault | null = null;
+
+  /** __iommufd_hwpt_destroy(). */
+  protected destroyCommon(): void {
+    this.domain?.free();
+    if (this.fault) this.fault.users--;
+  }
 }
 
 /**
@@ -58,7 +68,7 @@ export class HwptPaging extends Hwpt {
       this.inHwptList = false;
       this.ioas.iopt.removeDomain(this.domain!);
     }
-    this.domain?.free();
+    this.destroyCommon();
     this.ioas.users--;
   }
 }
@@ -67,14 +77,19 @@ export class HwptPaging extends Hwpt {
 export class HwptNested extends Hwpt {
   readonly type = 'hwpt_nested' as const;
 
-  constructor(readonly parent: HwptPaging) {
+  constructor(
+    readonly parent: HwptPaging,
+    /** hwpt_nested->viommu (7.2): the vIOMMU it was allocated through, which it holds instead of the parent. */
+    readonly viommu?: IommufdViommu,
+  ) {
     super();
   }
 
   /** iommufd_hwpt_nested_destroy(). */
   destroy(): void {
-    this.domain?.free();
-    this.parent.users--;
+    this.destroyCommon();
+    if (this.viommu) this.viommu.users--;
+    else this.parent.users--;
   }
 }
 
@@ -199,7 +214,12 @@ function hwptAlloc(ucmd: Ucmd<IommuHwptAlloc>): void {
       'iommufd_hwpt_alloc: data_len must be 0 exactly when data_type is IOMMU_HWPT_DATA_NONE',
       'data_len',
     );
-  const userData: IommuUserData = { type: cmd.data_type >>> 0, uptr: cmd.data_uptr, len: cmd.data_len };
+  const userData: IommuUserData = {
+    type: cmd.data_type >>> 0,
+    uptr: cmd.data_uptr,
+    len: cmd.data_len,
+    mm: ctx.kernel.process.mm,
+  };
   const idev = getDevice(ctx, cmd.dev_id);
   const ptObj = ctx.objects.peek(cmd.pt_id);
   if (!ptObj) kfail('EINVAL', `iommufd_hwpt_alloc: no object with id ${cmd.pt_id}`, 'pt_id');
@@ -208,14 +228,19 @@ function hwptAlloc(ucmd: Ucmd<IommuHwptAlloc>): void {
     hwpt = hwptPagingAlloc(ctx, ptObj, idev, IOMMU_NO_PASID, cmd.flags, false, userData.len ? userData : undefined);
   } else if (ptObj instanceof HwptPaging) {
     hwpt = hwptNestedAlloc(ctx, ptObj, idev, cmd.flags, userData);
+  } else if (ptObj instanceof IommufdViommu) {
+    if (ptObj.iommuDev !== idev.dev.unit)
+      kfail('EINVAL', 'iommufd_hwpt_alloc: the vIOMMU belongs to another IOMMU', 'pt_id');
+    hwpt = viommuAllocHwptNested(ptObj, cmd.flags, userData);
   } else {
-    // IOMMUFD_OBJ_VIOMMU (7.2) would go here; no vIOMMU objects are simulated.
     return kfail('EINVAL', `iommufd_hwpt_alloc: object ${cmd.pt_id} is a ${ptObj.type}`, 'pt_id');
   }
   try {
     if (cmd.flags & IOMMU_HWPT_FAULT_ID_VALID) {
-      // iommufd_get_fault(): no fault queue objects are simulated, so any id is unknown.
-      ctx.objects.get(cmd.fault_id, 'fault');
+      const fault = getFault(ctx, cmd.fault_id);
+      hwpt.fault = fault;
+      hwpt.domain!.iopfHandler = faultHandlerFor(fault);
+      fault.users++;
     }
     cmd.out_hwpt_id = hwpt.id;
     ucmd.respond();
@@ -272,17 +297,25 @@ function hwptInvalidate(ucmd: Ucmd<IommuHwptInvalidate>): void {
       kfail('EINVAL', 'iommufd_hwpt_invalidate: bad data_uptr, entry_len or entry_num', 'entry_num');
     const obj =
       ctx.kernel.version === '7.2' ? ctx.objects.get(cmd.hwpt_id) : ctx.objects.get(cmd.hwpt_id, 'hwpt_nested');
-    if (!(obj instanceof HwptNested))
+    if (!(obj instanceof HwptNested) && !(obj instanceof IommufdViommu))
       kfail('EINVAL', `iommufd_hwpt_invalidate: object ${cmd.hwpt_id} is a ${obj.type}`, 'hwpt_id');
-    const dom = obj.domain as unknown as Partial<UserInvalidatable>;
-    if (!dom.cacheInvalidateUser)
-      kfail('EOPNOTSUPP', 'iommufd_hwpt_invalidate: the domain has no cache_invalidate_user');
-    const r = dom.cacheInvalidateUser(ctx.kernel.process.mm, {
+    const array = {
       type: cmd.data_type >>> 0,
       uptr: cmd.data_uptr,
       entryLen: cmd.entry_len,
       entryNum: cmd.entry_num,
-    });
+    };
+    let r: { done: number; error?: unknown };
+    if (obj instanceof IommufdViommu) {
+      // 7.2: viommu->ops->cache_invalidate
+      if (!obj.ops?.cacheInvalidate) kfail('EOPNOTSUPP', 'iommufd_hwpt_invalidate: the vIOMMU has no cache_invalidate');
+      r = obj.ops.cacheInvalidate(obj, ctx.kernel.process.mm, array);
+    } else {
+      const dom = obj.domain as unknown as Partial<UserInvalidatable>;
+      if (!dom.cacheInvalidateUser)
+        kfail('EOPNOTSUPP', 'iommufd_hwpt_invalidate: the domain has no cache_invalidate_user');
+      r = dom.cacheInvalidateUser(ctx.kernel.process.mm, array);
+    }
     done = r.done;
     error = r.error;
   } catch (e) {

@@ -4,11 +4,14 @@ import type { Kernel } from '../kernel.js';
 import { hasIommufd } from '../versions/index.js';
 import { defineOp, IoctlTable, IommufdFile } from './ctx.js';
 import { deviceOps } from './device.js';
+import { eventqOps } from './eventq.js';
+import { faultOps } from './fault.js';
 import { hwptOps } from './hw-pagetable.js';
 import { IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_RLIMIT_MODE, ioasOps, ioasOption, optionRlimitMode } from './ioas.js';
 import { selftestOps } from './selftest.js';
 import type { Ucmd } from './ucmd.js';
-import { vfioCompatOps } from './vfio-compat.js';
+import { viommuOps } from './viommu.js';
+import { iommufdVfioIoctl, vfioCompatOps } from './vfio-compat.js';
 
 /** iommufd_destroy(): IOMMU_DESTROY of any object nothing else uses. */
 function destroy(ucmd: Ucmd<IommuDestroy>): void {
@@ -47,9 +50,23 @@ export function registerIommufd(kernel: Kernel): void {
     ...ioasOps(kernel),
     ...hwptOps(kernel),
     ...deviceOps(kernel),
+    ...faultOps(kernel),
+    ...viommuOps(kernel),
+    ...eventqOps(kernel),
     ...vfioCompatOps(kernel),
     ...selftestOps(kernel),
   ])
     table.add(op);
-  kernel.devfs.add('/dev/iommu', { open: (flags) => new IommufdFile(kernel, table, flags) });
+  // iommufd_fops_ioctl() hands ioctls outside the command table to iommufd_vfio_ioctl().
+  kernel.devfs.add('/dev/iommu', { open: (flags) => new IommufdFile(kernel, table, flags, iommufdVfioIoctl) });
+  // CONFIG_IOMMUFD_VFIO_CONTAINER: iommufd serves /dev/vfio/vfio too (vfio_misc_dev), with
+  // "the same rlimit accounting as vfio uses" (iommufd_fops_open(): IOPT_PAGES_ACCOUNT_MM).
+  if (kernel.config.container === 'iommufd')
+    kernel.devfs.add('/dev/vfio/vfio', {
+      open: (flags) => {
+        const file = new IommufdFile(kernel, table, flags, iommufdVfioIoctl);
+        file.ctx.accountMode = 'mm';
+        return file;
+      },
+    });
 }

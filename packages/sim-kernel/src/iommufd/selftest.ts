@@ -1,4 +1,10 @@
 import type { IommuTestCmd } from '@vfio-ts/uapi/linux-7.2';
+import type { IommuUserData } from '../iommu/domain.js';
+import {
+  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+  iommuReportDeviceFault,
+} from '../iommu/io-pgfault.js';
 import { invariant, kfail } from '../errors.js';
 import { PAGE_SIZE } from '../hw/phys-memory.js';
 import type { AddressSpace } from '../mm/address-space.js';
@@ -27,6 +33,7 @@ import {
   type IommufdAccess,
 } from './access.js';
 import { defineOp, type IommufdCtx } from './ctx.js';
+import { viommuReportEvent } from './eventq.js';
 import {
   getDevice,
   iommufdDeviceAttach,
@@ -41,6 +48,7 @@ import { groupPasidDomain, IOMMU_NO_PASID } from './iommu-core.js';
 import { getIoas, MOCK_FLAGS_ACCESS_SYZ, syzConvIovaIopt } from './ioas.js';
 import { IommufdObject } from './object.js';
 import type { IoctlOp, Ucmd } from './ucmd.js';
+import type { IommufdViommu, ViommuDriver, ViommuOps } from './viommu.js';
 
 /** enum of IOMMU_TEST_OP_* (iommufd_test.h). */
 export const IOMMU_TEST_OP = {
@@ -74,6 +82,7 @@ export const MOCK_ACCESS_RW_WRITE = 1 << 0;
 export const MOCK_ACCESS_RW_SLOW_PATH = 1 << 2;
 export const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0;
 const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+const IOMMU_HWPT_ALLOC_PASID = 1 << 3;
 const IOMMU_TEST_INVALIDATE_FLAG_ALL = 1 << 0;
 const MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
 const MOCK_DEV_CACHE_ID_MAX = 3;
@@ -88,9 +97,162 @@ export function mockIommuOf(kernel: Kernel): MockIommu {
   let m = mockIommus.get(kernel);
   if (!m) {
     m = new MockIommu(kernel.version === '6.12' ? '6.12' : '7.2', kernel.process.mm);
+    // 7.2's mock_ops have get_viommu_size and viommu_init (the mock vIOMMU lives in selftest.c).
+    if (m.version === '7.2') Object.assign(m, mockViommuDriver(kernel));
     mockIommus.set(kernel, m);
   }
   return m;
+}
+
+/** IOMMU_VIOMMU_TYPE_SELFTEST, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST. */
+export const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
+export const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+/** IOMMU_VEVENTQ_TYPE_SELFTEST. */
+export const IOMMU_VEVENTQ_TYPE_SELFTEST = 0xbeefbeef;
+const VIOMMU_SELFTEST_SIZE = 24;
+const VIOMMU_SELFTEST_MIN = 8;
+const VIOMMU_INVALIDATE_SELFTEST_SIZE = 12;
+
+/** struct mock_viommu's driver state. */
+interface MockViommu {
+  /** mock_viommu->page: the two pages user space can mmap. */
+  page: Uint8Array | undefined;
+  mmapOffset: number;
+}
+
+/** _iommufd_alloc_mmap(): the lowest free offset range from PAGE_SIZE up. */
+function allocMmap(ctx: IommufdCtx, owner: IommufdViommu, bytes: Uint8Array): number {
+  const taken = [...ctx.mmaps].map(([o, m]) => [o, o + m.length] as const).sort((a, b) => a[0] - b[0]);
+  let start = PAGE_SIZE;
+  for (const [a, b] of taken) if (start + bytes.length > a && start < b) start = b;
+  ctx.mmaps.set(start, { owner, length: bytes.length, bytes });
+  return start;
+}
+
+/** mock_get_viommu_size() and mock_viommu_init() with mock_viommu_ops. */
+function mockViommuDriver(kernel: Kernel): ViommuDriver {
+  const mm = kernel.process.mm;
+  const ops: ViommuOps = {
+    // mock_viommu_destroy()
+    destroy(viommu) {
+      const mv = viommu.driver as MockViommu;
+      if (mv.mmapOffset) viommu.ctx.mmaps.delete(mv.mmapOffset);
+    },
+    // mock_viommu_alloc_domain_nested()
+    allocDomainNested(viommu, flags, userData) {
+      if (flags & ~IOMMU_HWPT_ALLOC_PASID) kfail('EOPNOTSUPP', 'mock_viommu_alloc_domain_nested: unknown flags');
+      const nd = mockAllocNested(kernel, undefined, userData);
+      nd.mockViommu = viommu;
+      return nd;
+    },
+    // mock_viommu_cache_invalidate()
+    cacheInvalidate(viommu, mm2, array) {
+      return mockViommuCacheInvalidate(viommu, mm2, array);
+    },
+  };
+  return {
+    getViommuSize: (_dev, type) => (type === IOMMU_VIOMMU_TYPE_SELFTEST ? 1 : 0),
+    viommuInit(viommu, _parent, userData) {
+      const mv: MockViommu = { page: undefined, mmapOffset: 0 };
+      if (userData) {
+        // iommu_copy_struct_from_user(&data, user_data, IOMMU_VIOMMU_TYPE_SELFTEST, out_data)
+        if (userData.type !== IOMMU_VIOMMU_TYPE_SELFTEST)
+          kfail('EINVAL', '__iommu_copy_struct_from_user: data type mismatch');
+        if (userData.len < VIOMMU_SELFTEST_MIN || VIOMMU_SELFTEST_SIZE < userData.len)
+          kfail('EINVAL', `__iommu_copy_struct_from_user: data_len ${userData.len} is not in [8, 24]`);
+        const data = new Uint8Array(VIOMMU_SELFTEST_SIZE);
+        data.set(mm.read(userData.uptr, userData.len));
+        const dv = new DataView(data.buffer);
+        const inData = dv.getUint32(0, true);
+        // Two pages, the first u32 of which loops the input back through mmap.
+        mv.page = new Uint8Array(PAGE_SIZE * 2);
+        new DataView(mv.page.buffer).setUint32(0, inData, true);
+        mv.mmapOffset = allocMmap(viommu.ctx, viommu, mv.page);
+        dv.setUint32(4, inData, true);
+        dv.setBigUint64(8, BigInt(mv.mmapOffset), true);
+        dv.setBigUint64(16, BigInt(PAGE_SIZE * 2), true);
+        try {
+          // iommu_copy_struct_to_user()
+          mm.write(userData.uptr, data.subarray(0, userData.len));
+        } catch (e) {
+          viommu.ctx.mmaps.delete(mv.mmapOffset);
+          throw e;
+        }
+      }
+      viommu.driver = mv;
+      viommu.ops = ops;
+    },
+  };
+}
+
+/** __mock_domain_alloc_nested(): a mock nested domain from struct iommu_hwpt_selftest. */
+function mockAllocNested(
+  kernel: Kernel,
+  parent: MockPagingDomain | undefined,
+  userData: IommuUserData,
+): MockNestedDomain {
+  const mock = mockIommuOf(kernel);
+  if (userData.type !== IOMMU_HWPT_DATA_SELFTEST)
+    kfail('EOPNOTSUPP', '__mock_domain_alloc_nested: data type is not IOMMU_HWPT_DATA_SELFTEST');
+  const cfg = mock.copyHwptSelftest(userData);
+  return new MockNestedDomain(mock, parent, cfg.iotlb);
+}
+
+/** mock_viommu_cache_invalidate(): struct iommu_viommu_invalidate_selftest entries clear mock device caches. */
+function mockViommuCacheInvalidate(
+  viommu: IommufdViommu,
+  mm: AddressSpace,
+  array: { type: number; uptr: bigint; entryLen: number; entryNum: number },
+): { done: number; error?: unknown } {
+  // A zero-length array is allowed to validate the array type.
+  if (array.entryNum === 0 && array.type === IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST) return { done: 0 };
+  const cmds: { flags: number; vdevId: number; cacheId: number }[] = [];
+  try {
+    // iommu_copy_struct_from_full_user_array()
+    if (array.type !== IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST)
+      kfail('EINVAL', 'iommu_copy_struct_from_full_user_array: data type mismatch');
+    if (!array.entryNum) kfail('EINVAL', 'iommu_copy_struct_from_full_user_array: no entries');
+    const ksize = VIOMMU_INVALIDATE_SELFTEST_SIZE;
+    if (array.entryLen === ksize) {
+      const all = mm.read(array.uptr, array.entryNum * ksize);
+      for (let i = 0; i < array.entryNum; i++) cmds.push(decodeInv(all.subarray(i * ksize, (i + 1) * ksize)));
+    } else {
+      for (let i = 0; i < array.entryNum; i++) {
+        // copy_struct_from_user(): a shorter entry is zero-extended, a longer one needs a zero tail.
+        const src = mm.read(BigInt.asUintN(64, array.uptr + BigInt(array.entryLen * i)), array.entryLen);
+        if (src.subarray(ksize).some((b) => b !== 0))
+          kfail('E2BIG', 'copy_struct_from_user: nonzero bytes beyond sizeof(struct iommu_viommu_invalidate_selftest)');
+        const k = new Uint8Array(ksize);
+        k.set(src.subarray(0, ksize));
+        cmds.push(decodeInv(k));
+      }
+    }
+  } catch (e) {
+    return { done: 0, error: e };
+  }
+  let done = 0;
+  try {
+    for (const cur of cmds) {
+      if (cur.flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL)
+        kfail('EOPNOTSUPP', 'mock_viommu_cache_invalidate: unknown flags');
+      if (cur.cacheId > MOCK_DEV_CACHE_ID_MAX)
+        kfail('EINVAL', 'mock_viommu_cache_invalidate: cache_id above MOCK_DEV_CACHE_ID_MAX');
+      const dev = viommu.findDev(BigInt(cur.vdevId)) as MockDevice | undefined;
+      if (!dev)
+        kfail('EINVAL', `mock_viommu_cache_invalidate: no vDEVICE with virtual id 0x${cur.vdevId.toString(16)}`);
+      if (cur.flags & IOMMU_TEST_INVALIDATE_FLAG_ALL) dev.cache.fill(0);
+      else dev.cache[cur.cacheId] = 0;
+      done++;
+    }
+  } catch (e) {
+    return { done, error: e };
+  }
+  return { done };
+}
+
+function decodeInv(b: Uint8Array): { flags: number; vdevId: number; cacheId: number } {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return { flags: dv.getUint32(0, true), vdevId: dv.getUint32(4, true), cacheId: dv.getUint32(8, true) };
 }
 
 /** struct selftest_obj (IOMMUFD_OBJ_SELFTEST) of type TYPE_IDEV: a mock device bound and attached. */
@@ -486,16 +648,33 @@ function iommufdTest(ucmd: Ucmd<IommuTestCmd>): void {
     case IOMMU_TEST_OP.DIRTY:
       return testDirty(ctx, t);
     case IOMMU_TEST_OP.TRIGGER_IOPF: {
-      // iommufd_test_trigger_iopf(): with no fault-capable HWPT the fault goes nowhere.
+      // iommufd_test_trigger_iopf(): a page request of the mock device, reported as the
+      // IOMMU driver reports one (7.2 refuses devices that are not mock devices).
       const idev = getDevice(ctx, t.u32('trigger_iopf.dev_id'));
-      if (!(idev.dev instanceof MockDevice)) kfail('EINVAL', 'iommufd_test_trigger_iopf: not a mock device');
+      if (v72 && !(idev.dev instanceof MockDevice)) kfail('EINVAL', 'iommufd_test_trigger_iopf: not a mock device');
+      const pasid = t.u32('trigger_iopf.pasid');
+      let flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+      if (pasid !== IOMMU_NO_PASID) flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
+      iommuReportDeviceFault(idev.dev, {
+        flags,
+        pasid,
+        grpid: t.u32('trigger_iopf.grpid'),
+        perm: t.u32('trigger_iopf.perm'),
+        addr: t.u64('trigger_iopf.addr'),
+      });
       return;
     }
     case IOMMU_TEST_OP.TRIGGER_VEVENT: {
       if (!v72) break;
-      // iommufd_test_trigger_vevent(): no mock device is ever part of a vIOMMU here.
-      getDevice(ctx, t.u32('trigger_vevent.dev_id'));
-      return kfail('ENOENT', 'iommufd_test_trigger_vevent: the device has no vIOMMU / vdevice');
+      // iommufd_test_trigger_vevent(): an event of the mock vIOMMU with the device's virtual id.
+      const idev = getDevice(ctx, t.u32('trigger_vevent.dev_id'));
+      const mdev = idev.dev as MockDevice;
+      if (!mdev.viommu || !mdev.vdevId)
+        kfail('ENOENT', 'iommufd_test_trigger_vevent: the device is not attached through a vIOMMU with a vDEVICE');
+      const data = new Uint8Array(4);
+      new DataView(data.buffer).setUint32(0, Number(mdev.vdevId & 0xffffffffn), true);
+      viommuReportEvent(mdev.viommu as IommufdViommu, IOMMU_VEVENTQ_TYPE_SELFTEST, data);
+      return;
     }
     case IOMMU_TEST_OP.PASID_ATTACH: {
       if (!v72) break;

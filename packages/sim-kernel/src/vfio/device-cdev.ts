@@ -75,33 +75,40 @@ export function vfioDfIoctlBindIommufd(df: VfioDeviceFile, arg: IoctlArg): numbe
   }
   // BIND_IOMMUFD only allowed for cdev fds.
   if (df.group) kfail('EINVAL', 'BIND_IOMMUFD on a group-opened device fd: vfio_df_ioctl_bind_iommufd()');
-  // vfio_device_block_group(): a group fd that is open would make this EBUSY (VFIO groups are a later issue).
-  if (df.accessGranted) kfail('EINVAL', 'the device file is already bound: vfio_df_ioctl_bind_iommufd()');
-  if (v72) {
-    // vfio_df_check_token().
-    if (flags & VFIO_DEVICE_BIND_FLAG_TOKEN) df.device.matchTokenUuid(kernel.process.mm.read(tokenPtr, 16));
-    else df.device.matchTokenUuid(undefined);
-  }
-  const api = kernel.iommufdDeviceApi;
-  if (!api) throw new Error('sim-kernel: no iommufd device API is registered (Kernel.iommufdDeviceApi)');
-  // iommufd_ctx_from_fd(): fget() (EBADF), then the context with a reference held until unbind.
-  const ctx = api.iommufdCtxFromFile(kernel.fds.get(iommufd));
-  df.iommufd = ctx;
+  // vfio_device_block_group(): EBUSY while the device's VFIO group file is open; undone on failure.
+  df.device.vfioGroup?.blockGroup();
+  let bound = false;
   try {
-    vfioDfOpen(df);
+    if (df.accessGranted) kfail('EINVAL', 'the device file is already bound: vfio_df_ioctl_bind_iommufd()');
+    if (v72) {
+      // vfio_df_check_token().
+      if (flags & VFIO_DEVICE_BIND_FLAG_TOKEN) df.device.matchTokenUuid(kernel.process.mm.read(tokenPtr, 16));
+      else df.device.matchTokenUuid(undefined);
+    }
+    const api = kernel.iommufdDeviceApi;
+    if (!api) throw new Error('sim-kernel: no iommufd device API is registered (Kernel.iommufdDeviceApi)');
+    // iommufd_ctx_from_fd(): fget() (EBADF), then the context with a reference held until unbind.
+    const ctx = api.iommufdCtxFromFile(kernel.fds.get(iommufd));
+    df.iommufd = ctx;
     try {
-      arg.putU32(o.out_devid, df.devid);
+      vfioDfOpen(df);
+      try {
+        arg.putU32(o.out_devid, df.devid);
+      } catch (e) {
+        vfioDfClose(df);
+        throw e;
+      }
     } catch (e) {
-      vfioDfClose(df);
+      df.iommufd = undefined;
+      api.iommufdCtxPut(ctx);
       throw e;
     }
-  } catch (e) {
-    df.iommufd = undefined;
-    api.iommufdCtxPut(ctx);
-    throw e;
+    df.device.cdevOpened = true;
+    df.accessGranted = true;
+    bound = true;
+  } finally {
+    if (!bound) df.device.vfioGroup?.unblockGroup();
   }
-  df.device.cdevOpened = true;
-  df.accessGranted = true;
   return 0;
 }
 
@@ -114,6 +121,7 @@ export function vfioDfUnbindIommufd(df: VfioDeviceFile): void {
   df.iommufd = undefined;
   df.accessGranted = false;
   if (ctx) df.device.kernel.iommufdDeviceApi?.iommufdCtxPut(ctx);
+  df.device.vfioGroup?.unblockGroup();
 }
 
 /**

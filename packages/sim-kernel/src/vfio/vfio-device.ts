@@ -45,6 +45,8 @@ export abstract class VfioDevice {
   registered = true;
   /** vdev->iommufd_device and friends. */
   readonly iommufd: VfioIommufdPhysical;
+  /** device->group: the VFIO group the device joined at registration (vfio/group.ts). */
+  vfioGroup: VfioDeviceGroupLink | undefined;
 
   constructor(
     readonly kernel: Kernel,
@@ -96,6 +98,37 @@ export abstract class VfioDevice {
 }
 
 /**
+ * What the device core and vfio-pci need from a device's VFIO group (vfio/group.ts
+ * implements it): its id, the cdev's exclusion of the group file (vfio_device_block_group())
+ * and group file checks for VFIO_DEVICE_PCI_HOT_RESET (vfio_file_is_group(),
+ * vfio_file_has_dev()).
+ */
+export interface VfioDeviceGroupLink {
+  /** iommu_group_id(). */
+  readonly id: number;
+  /** vfio_device_block_group(): EBUSY while the group file is open. */
+  blockGroup(): void;
+  /** vfio_device_unblock_group(). */
+  unblockGroup(): void;
+  /** vfio_file_is_group(). */
+  isGroupFile(file: SimFile): boolean;
+  /** vfio_file_has_dev(): the file is this device's group. */
+  ownsFile(file: SimFile): boolean;
+}
+
+/**
+ * The group side of a device file opened through VFIO_GROUP_GET_DEVICE_FD (vfio/group.ts):
+ * what the first open and the last close do with the group's container
+ * (vfio_device_group_use_iommu() / vfio_device_group_unuse_iommu()) and what the file's
+ * release does (vfio_df_group_close(), or the 6.1 / 5.10 equivalents).
+ */
+export interface VfioDeviceFileGroup {
+  useIommu(device: VfioDevice): void;
+  unuseIommu(device: VfioDevice): void;
+  closeDeviceFile(df: VfioDeviceFile): void;
+}
+
+/**
  * struct vfio_device_file with vfio_device_fops: one open file of a VFIO device. Nothing
  * but VFIO_DEVICE_BIND_IOMMUFD works until the file is bound (`accessGranted`).
  */
@@ -106,8 +139,8 @@ export class VfioDeviceFile extends SimFile {
   iommufd: IommufdCtx | undefined;
   /** df->devid. */
   devid = 0;
-  /** df->group: set for files opened through a VFIO group (a later issue). */
-  group: unknown = undefined;
+  /** df->group: set for files opened through a VFIO group. */
+  group: VfioDeviceFileGroup | undefined = undefined;
 
   constructor(
     readonly device: VfioDevice,
@@ -127,11 +160,13 @@ export class VfioDeviceFile extends SimFile {
   /** vfio_device_fops_unl_ioctl(). */
   override ioctl(cmd: number, arg: IoctlArg): number {
     const u = cdevUapi(this.kernel);
-    if (cmd === u.VFIO_DEVICE_BIND_IOMMUFD.request) return vfioDfIoctlBindIommufd(this, arg);
+    // Kernels without the device cdev (5.10, 6.1) have no BIND_IOMMUFD: the driver says ENOTTY.
+    if (u.VFIO_DEVICE_BIND_IOMMUFD && cmd === u.VFIO_DEVICE_BIND_IOMMUFD.request)
+      return vfioDfIoctlBindIommufd(this, arg);
     if (!this.accessGranted)
       kfail('EINVAL', 'the device file is not bound: !df->access_granted in vfio_device_fops_unl_ioctl()');
     this.device.pmRuntimeGet();
-    if (!this.group) {
+    if (!this.group && u.VFIO_DEVICE_ATTACH_IOMMUFD_PT) {
       if (cmd === u.VFIO_DEVICE_ATTACH_IOMMUFD_PT.request) return vfioDfIoctlAttachPt(this, arg);
       if (cmd === u.VFIO_DEVICE_DETACH_IOMMUFD_PT.request) return vfioDfIoctlDetachPt(this, arg);
     }
@@ -166,7 +201,8 @@ export class VfioDeviceFile extends SimFile {
 
   /** vfio_device_fops_release(). */
   protected override release(): void {
-    if (!this.group) vfioDfUnbindIommufd(this);
+    if (this.group) this.group.closeDeviceFile(this);
+    else vfioDfUnbindIommufd(this);
   }
 }
 
@@ -190,10 +226,12 @@ export function vfioDfOpen(df: VfioDeviceFile): void {
 function vfioDfDeviceFirstOpen(df: VfioDeviceFile): void {
   const device = df.device;
   if (df.iommufd) df.devid = device.iommufd.bind(df.iommufd);
+  else df.group?.useIommu(device);
   try {
     device.openDevice();
   } catch (e) {
     if (df.iommufd) device.iommufd.unbind();
+    else df.group?.unuseIommu(device);
     throw e;
   }
 }
@@ -206,6 +244,7 @@ export function vfioDfClose(df: VfioDeviceFile): void {
     // vfio_df_device_last_close(): close the device, then drop the iommufd binding.
     device.closeDevice();
     if (df.iommufd) device.iommufd.unbind();
+    else df.group?.unuseIommu(device);
   }
   device.openCount--;
 }

@@ -66,6 +66,10 @@ export function vfioIoctlDeviceFeature(device: VfioDevice, arg: IoctlArg): numbe
     kfail('EINVAL', 'unknown flags: vfio_ioctl_device_feature()', 'flags');
   if (!(flags & VFIO_DEVICE_FEATURE_PROBE) && flags & VFIO_DEVICE_FEATURE_SET && flags & VFIO_DEVICE_FEATURE_GET)
     kfail('EINVAL', 'GET and SET together without PROBE: vfio_ioctl_device_feature()', 'flags');
+  // 5.10: vfio_pci_ioctl() handles VFIO_DEVICE_FEATURE itself after the same checks and
+  // knows only VFIO_DEVICE_FEATURE_PCI_VF_TOKEN, which needs a PF (!vdev->vf_token).
+  if (device.kernel.version === '5.10')
+    return kfail('ENOTTY', `feature ${flags & VFIO_DEVICE_FEATURE_MASK} is not supported: vfio_pci_ioctl() (5.10)`);
   switch (flags & VFIO_DEVICE_FEATURE_MASK) {
     case FEATURE_MIGRATION:
     case FEATURE_MIG_DEVICE_STATE:

@@ -6,6 +6,7 @@ import type { Kernel } from '../../kernel.js';
 import { EventFd } from '../../vfs/eventfd.js';
 import type { MmapTarget } from '../../vfs/file.js';
 import type { IoctlArg } from '../../vfs/ioctl-arg.js';
+import { atLeast } from '../../versions/index.js';
 import { cdevUapi, VfioDevice, type RegionInfo } from '../vfio-device.js';
 import { vfioCheckFeature, vfioSetIrqsValidateAndPrepare, VFIO_DEVICE_FEATURE_SET } from '../vfio-main.js';
 import { vfioConfigInit, vfioPciConfigRw, type PermBits } from './vfio-pci-config.js';
@@ -248,7 +249,12 @@ export class VfioPciCoreDevice extends VfioDevice {
     v.setUint32(o.flags, VFIO_DEVICE_FLAGS_PCI | (this.resetWorks ? VFIO_DEVICE_FLAGS_RESET : 0), true);
     v.setUint32(o.num_regions, VFIO_PCI_NUM_REGIONS, true);
     v.setUint32(o.num_irqs, VFIO_PCI_NUM_IRQS, true);
-    arg.write(0, info.subarray(0, Math.min(argsz, codec.size)));
+    // 5.10 and 6.1 copy back num_irqs's end, or cap_offset's end once argsz reaches it
+    // ("For backward compatibility, cannot require this"); 6.12 on, min(argsz, sizeof(info)).
+    const capsz = o.cap_offset + 4;
+    const n = atLeast(this.kernel.version, '6.12') ? Math.min(argsz, codec.size) : argsz >= capsz ? capsz : minsz;
+    if (n >= capsz) v.setUint32(o.cap_offset, 0, true);
+    arg.write(0, info.subarray(0, n));
     return 0;
   }
 
@@ -385,8 +391,13 @@ export class VfioPciCoreDevice extends VfioDevice {
     const d = new Uint8Array(dep.size);
     const dv = view(d);
     const df = dep.offsets;
-    // vfio_pci_fill_devs(): devid when opened through the cdev (vfio_iommufd_get_dev_id()).
-    dv.setUint32(df.devid ?? df.group_id, this.cdevOpened ? (this.iommufd.idev?.id ?? 0) : 0, true);
+    // vfio_pci_fill_devs(): devid when opened through the cdev (vfio_iommufd_get_dev_id()),
+    // else the iommu_group id.
+    dv.setUint32(
+      df.devid ?? df.group_id,
+      this.cdevOpened ? (this.iommufd.idev?.id ?? 0) : (this.vfioGroup?.id ?? 0),
+      true,
+    );
     dv.setUint16(df.segment, parseInt(m[1], 16), true);
     d[df.bus] = parseInt(m[2], 16);
     d[df.devfn] = (parseInt(m[3], 16) << 3) | parseInt(m[4], 16);
@@ -406,13 +417,29 @@ export class VfioPciCoreDevice extends VfioDevice {
     const flags = v.getUint32(o.flags, true);
     const count = v.getUint32(o.count, true);
     if (argsz < minsz || flags) kfail('EINVAL', 'argsz < minsz or flags != 0: vfio_pci_ioctl_pci_hot_reset()');
-    if (!!count === this.cdevOpened)
+    const cdev = atLeast(this.kernel.version, '6.12');
+    if (cdev && !!count === this.cdevOpened)
       kfail(
         'EINVAL',
         'a zero-length group array is only for cdev-opened devices: vfio_pci_ioctl_pci_hot_reset()',
         'count',
       );
     if (this.resetMethod !== 'bus') kfail('ENODEV', 'no slot or bus reset is possible: vfio_pci_ioctl_pci_hot_reset()');
+    if (!cdev && !count) kfail('EINVAL', 'the group array is empty: vfio_pci_ioctl_pci_hot_reset()', 'count');
+    if (count) {
+      // vfio_pci_ioctl_pci_hot_reset_groups(): one device on the bus, so at most one group fd,
+      // each a VFIO group file, and the device's own group among them (vfio_dev_in_groups()).
+      if (count > 1) kfail('EINVAL', `${count} group fds for a bus of 1 device: vfio_pci_ioctl_pci_hot_reset()`);
+      const fds = view(arg.read(o.group_fds, 4 * count));
+      let mine = false;
+      for (let i = 0; i < count; i++) {
+        const file = this.kernel.fds.get(fds.getInt32(4 * i, true));
+        if (!this.vfioGroup?.isGroupFile(file))
+          kfail('EINVAL', 'a group fd is not a VFIO group: vfio_pci_ioctl_pci_hot_reset_groups()');
+        if (this.vfioGroup.ownsFile(file)) mine = true;
+      }
+      if (!mine) kfail('EINVAL', 'the device is not in the given groups: vfio_pci_dev_set_hot_reset()');
+    }
     // vfio_pci_dev_set_hot_reset(): the only device of the set is this one, owned by the caller.
     this.pciResetFunction();
     return 0;
