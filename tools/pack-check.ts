@@ -67,6 +67,8 @@ try {
     JSON.stringify({
       compilerOptions: {
         target: 'ES2022',
+        // typed-binary's declarations name Float16Array, which is in the ESNext library.
+        lib: ['ESNext'],
         module: 'NodeNext',
         moduleResolution: 'NodeNext',
         strict: true,

@@ -43,6 +43,32 @@ describe('vfio-ts (spawned)', () => {
     ]);
   });
 
+  it('probe --sim works for every personality and container', () => {
+    const expected: [string[], string, string][] = [
+      [['--sim', '5.10'], 'vfio-type1v2', '5.10'],
+      [['--sim', '6.1'], 'vfio-type1v2', '6.1'],
+      [['--sim', '6.12', '--container', 'legacy'], 'iommufd-cdev', '6.12'],
+      [['--sim', '6.12', '--container', 'iommufd'], 'iommufd-cdev', '6.12'],
+      [['--sim', '7.2', '--container', 'legacy'], 'iommufd-cdev', '7.2'],
+      [['--sim', '7.2', '--container', 'iommufd'], 'iommufd-cdev', '7.2'],
+    ];
+    for (const [args, backend, kernel] of expected) {
+      const r = run('probe', ...args, '--json');
+      expect(r.stderr, args.join(' ')).toBe('');
+      const p = JSON.parse(r.stdout) as {
+        backend: string;
+        kernel: string;
+        simulated: boolean;
+        vfio?: { servedBy: string };
+      };
+      expect(p, args.join(' ')).toMatchObject({ backend, kernel, simulated: true });
+      if (args.includes('iommufd')) expect(p.vfio?.servedBy).toBe('iommufd');
+    }
+    const bad = run('probe', '--sim', '6.1', '--container', 'iommufd');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/iommufd/);
+  }, 60_000);
+
   it('probe prints tables for people, and refuses --container without --sim', () => {
     const r = run('probe', '--sim', '6.12');
     expect(r.status).toBe(0);

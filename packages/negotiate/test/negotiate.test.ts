@@ -143,3 +143,60 @@ describe('struct-size negotiation names a too-new member', () => {
     );
   });
 });
+
+describe('backend choice for every simulator personality', () => {
+  const cases = [
+    { version: '5.10', container: undefined, backend: 'vfio-type1v2', servedBy: 'vfio', iommu: false },
+    { version: '6.1', container: undefined, backend: 'vfio-type1v2', servedBy: 'vfio', iommu: false },
+    { version: '6.12', container: 'legacy', backend: 'iommufd-cdev', servedBy: 'vfio', iommu: true },
+    { version: '6.12', container: 'iommufd', backend: 'iommufd-cdev', servedBy: 'iommufd', iommu: true },
+    { version: '7.2', container: 'legacy', backend: 'iommufd-cdev', servedBy: 'vfio', iommu: true },
+    { version: '7.2', container: 'iommufd', backend: 'iommufd-cdev', servedBy: 'iommufd', iommu: true },
+  ] as const;
+  for (const c of cases) {
+    it(`Linux ${c.version}${c.container ? ` with the ${c.container} container` : ''}: ${c.backend}`, async () => {
+      const sim = new SimKernel({
+        version: c.version,
+        devices: [{ model: 'edu' }],
+        ...(c.container ? { container: c.container } : {}),
+      });
+      const r = await probe(sim, { simulated: true });
+      expect(r.backend).toBe(c.backend);
+      expect(r.nodes.iommu).toBe(c.iommu);
+      expect(r.vfio?.servedBy).toBe(c.servedBy);
+      expect(r.vfio?.apiVersion).toBe(0);
+      // The container with the edu device's group attached tells them apart by iova_pgsizes
+      // (REAL-KERNEL.md): 0x40201000 for type1 on VT-d, 0xfffffffffffff000 for iommufd's
+      // compat container, which has no domain until a device is opened (iommufd_vfio_iommu_get_info).
+      expect(r.container?.iommuType).toBe('VFIO_TYPE1v2_IOMMU');
+      expect(r.container?.iovaPgsizes).toBe(c.servedBy === 'vfio' ? 0x40201000n : 0xfffffffffffff000n);
+      const caps = r.container!.caps.map((x) => x.name);
+      if (c.servedBy === 'vfio')
+        expect(caps).toEqual([
+          'VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION',
+          'VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL',
+          'VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE',
+        ]);
+      else expect(caps).toEqual(['VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL', 'VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE']);
+      // Every better backend not taken is explained.
+      const chosenAt = r.reasons.findIndex((x) => x.available);
+      expect(r.reasons[chosenAt].backend).toBe(c.backend);
+      for (const x of r.reasons.slice(0, chosenAt)) expect(x.why.length).toBeGreaterThan(10);
+      expect(sim.pinnedPages).toBe(0);
+    });
+  }
+
+  it('extensions on 5.10 are the mainline type1 answers (vfio_iommu_type1_check_extension)', async () => {
+    const r = await probe(new SimKernel({ version: '5.10', devices: [{ model: 'edu' }] }), { simulated: true });
+    expect(r.vfio!.extensions).toMatchObject({
+      VFIO_TYPE1_IOMMU: 1,
+      VFIO_TYPE1v2_IOMMU: 1,
+      VFIO_TYPE1_NESTING_IOMMU: 1,
+      VFIO_DMA_CC_IOMMU: 0,
+    });
+    expect(r.vfio!.nestingUapiVersion).toBeTypeOf('string');
+    expect(r.reasons.find((x) => x.backend === 'vfio-type1-nesting')!.why).toMatch(
+      /VFIO_NESTING_GET_IOMMU_UAPI_VERSION/,
+    );
+  });
+});
