@@ -27,13 +27,19 @@ program
   )
   .option('--sim <version>', 'probe the simulator acting as this kernel version (5.10, 6.1, 6.12, 7.2)')
   .option('--container <kind>', 'with --sim on 6.12/7.2: the VFIO container, legacy or iommufd')
+  .option('--proposal <name>', 'with --sim 5.10: serve a never-merged uAPI proposal (rfc-vfio-nesting)')
   .option('--json', 'print JSON')
-  .action(async (opts: { sim?: string; container?: string; json?: boolean }) => {
+  .action(async (opts: { sim?: string; container?: string; proposal?: string; json?: boolean }) => {
     try {
       if (opts.container !== undefined && opts.container !== 'legacy' && opts.container !== 'iommufd')
         throw new Error(`--container must be legacy or iommufd, not ${opts.container}`);
       if (opts.container !== undefined && opts.sim === undefined) throw new Error('--container needs --sim');
-      const r = await runProbe({ sim: opts.sim, container: opts.container as 'legacy' | 'iommufd' | undefined });
+      if (opts.proposal !== undefined && opts.sim === undefined) throw new Error('--proposal needs --sim');
+      const r = await runProbe({
+        sim: opts.sim,
+        container: opts.container as 'legacy' | 'iommufd' | undefined,
+        proposal: opts.proposal,
+      });
       process.stdout.write(opts.json ? toJson(r) + '\n' : formatProbe(r));
     } catch (e) {
       fail(e);

@@ -8,6 +8,8 @@ export interface ProbeCommandOptions {
   sim?: string;
   /** With `sim`: the VFIO container of 6.12/7.2 (`legacy` type1, or `iommufd` compat). */
   container?: 'legacy' | 'iommufd';
+  /** With `sim 5.10`: serve a never-merged proposal (`rfc-vfio-nesting`, the 2020 VFIO nesting uAPI). */
+  proposal?: string;
 }
 
 /** The report as `vfio-ts probe --json` prints it. */
@@ -32,10 +34,18 @@ async function openPort(opts: ProbeCommandOptions): Promise<{ port: KernelPort; 
   const version = opts.sim ?? KERNEL_VERSIONS[KERNEL_VERSIONS.length - 1];
   if (!(KERNEL_VERSIONS as readonly string[]).includes(version))
     throw new Error(`unknown simulator version ${version}; expected one of ${KERNEL_VERSIONS.join(', ')}`);
+  // The 2020 proposal needs what it was written for: VT-d with nesting and a PASID-capable device.
+  const proposal = opts.proposal
+    ? {
+        proposal: opts.proposal,
+        iommu: { scalableMode: true, nesting: true },
+        devices: [{ model: 'edu', pasid: { bits: 20 } }],
+      }
+    : { devices: [{ model: 'edu' }] };
   return {
     port: new SimKernel({
       version: version as never,
-      devices: [{ model: 'edu' }],
+      ...proposal,
       ...(opts.container ? { container: opts.container } : {}),
     } as never),
     simulated: true,

@@ -51,6 +51,7 @@ describe('vfio-ts (spawned)', () => {
       [['--sim', '6.12', '--container', 'iommufd'], 'iommufd-cdev', '6.12'],
       [['--sim', '7.2', '--container', 'legacy'], 'iommufd-cdev', '7.2'],
       [['--sim', '7.2', '--container', 'iommufd'], 'iommufd-cdev', '7.2'],
+      [['--sim', '5.10', '--proposal', 'rfc-vfio-nesting'], 'vfio-type1-nesting', '5.10'],
     ];
     for (const [args, backend, kernel] of expected) {
       const r = run('probe', ...args, '--json');

@@ -47,6 +47,24 @@ export interface DeviceProbe {
   refused: string[];
 }
 
+/**
+ * What a VFIO_TYPE1_NESTING_IOMMU container of a kernel with the 2020 nesting proposal
+ * reported (`rfc-vfio-nesting`): its VFIO_IOMMU_TYPE1_INFO_CAP_NESTING, or why there was none.
+ */
+export interface NestingContainerProbe {
+  /** struct iommu_nesting_info of the capability. */
+  info?: {
+    format: number;
+    features: number;
+    addrWidth: number;
+    pasidBits: number;
+    /** VT-d vendor data (format IOMMU_PASID_FORMAT_INTEL_VTD). */
+    vtd?: { capReg: bigint; ecapReg: bigint };
+  };
+  /** The errno VFIO_SET_IOMMU(VFIO_TYPE1_NESTING_IOMMU) or VFIO_IOMMU_GET_INFO failed with, or why the capability is missing. */
+  refused?: string;
+}
+
 /** What a legacy (or iommufd-served) container offered with a group attached. */
 export interface ContainerProbe {
   servedBy: 'vfio' | 'iommufd';
@@ -54,6 +72,8 @@ export interface ContainerProbe {
   iovaPgsizes?: bigint;
   caps: ProbedCap[];
   refused: string[];
+  /** A nesting container's report, on kernels that answer VFIO_NESTING_GET_IOMMU_UAPI_VERSION. */
+  nesting?: NestingContainerProbe;
 }
 
 /** The negotiated capability report. */
@@ -75,6 +95,11 @@ export interface ProbeReport {
     servedBy: 'vfio' | 'iommufd';
     /** VFIO_NESTING_GET_IOMMU_UAPI_VERSION of the 2020 proposal (5.10 kernels): the version, or the errno. */
     nestingUapiVersion?: number | string;
+    /**
+     * VFIO_CHECK_EXTENSION(VFIO_NESTING_IOMMU_UAPI) of the proposal's v1 (5.10 kernels only:
+     * the id is VFIO_UNMAP_ALL from 5.12): the IOMMU uAPI version, 0 on mainline.
+     */
+    nestingUapiExtension?: number | string;
   };
   iommufd?: { commands: Record<string, boolean>; rlimitMode?: number };
   container?: ContainerProbe;
@@ -372,6 +397,67 @@ function probeContainer(
   return out;
 }
 
+/**
+ * The 2020 proposal's nesting container: VFIO_SET_IOMMU(VFIO_TYPE1_NESTING_IOMMU) with the
+ * first group (the series allows one group per nesting container), then
+ * VFIO_IOMMU_TYPE1_INFO_CAP_NESTING from VFIO_IOMMU_GET_INFO. Everything is undone.
+ */
+function probeNestingContainer(port: KernelPort, rfc: Uapi, group: string): NestingContainerProbe {
+  const container = port.open('/dev/vfio/vfio');
+  const g = port.open(`/dev/vfio/${group}`);
+  try {
+    ioctl(port, g, desc<IoctlDescriptor & { kind: 'pointer' }>(rfc, 'VFIO_GROUP_SET_CONTAINER')!, container);
+    try {
+      ioctl(port, container, desc<ValueIoctl>(rfc, 'VFIO_SET_IOMMU')!, constant(rfc, 'VFIO_TYPE1_NESTING_IOMMU')!);
+    } catch (e) {
+      return { refused: `VFIO_SET_IOMMU(VFIO_TYPE1_NESTING_IOMMU): ${errnoOf(e)}` };
+    }
+    const info = getInfo(
+      port,
+      container,
+      desc<StructIoctl<{ argsz: number }>>(rfc, 'VFIO_IOMMU_GET_INFO')!,
+      {},
+      rfc.VfioIommuType1InfoCaps as CapChain<unknown>,
+    );
+    const cap = info.caps.find((c) => c.id === constant(rfc, 'VFIO_IOMMU_TYPE1_INFO_CAP_NESTING'));
+    if (!cap?.value) return { refused: 'no VFIO_IOMMU_TYPE1_INFO_CAP_NESTING in VFIO_IOMMU_GET_INFO' };
+    const i = (
+      cap.value as {
+        info: {
+          format: number;
+          features: number;
+          addr_width: number;
+          pasid_bits: number;
+          vendor: { vtd: { cap_reg: bigint; ecap_reg: bigint } };
+        };
+      }
+    ).info;
+    return {
+      info: {
+        format: i.format,
+        features: i.features,
+        addrWidth: i.addr_width,
+        pasidBits: i.pasid_bits,
+        ...(i.format === constant(rfc, 'IOMMU_PASID_FORMAT_INTEL_VTD')
+          ? { vtd: { capReg: i.vendor.vtd.cap_reg, ecapReg: i.vendor.vtd.ecap_reg } }
+          : {}),
+      },
+    };
+  } catch (e) {
+    return { refused: errnoOf(e) };
+  } finally {
+    port.close(g);
+    port.close(container);
+  }
+}
+
+/** IOMMU_NESTING_FEAT_BIND_PGTBL of the proposal (its iommu_nesting_info features). */
+const IOMMU_NESTING_FEAT_BIND_PGTBL = 1 << 1;
+
+function rfcNestingAnswered(r: ProbeReport): boolean {
+  return typeof r.vfio?.nestingUapiVersion === 'number' && r.vfio.nestingUapiVersion >= 1;
+}
+
 /** Options for `probe`. */
 export interface ProbeOptions {
   /** The port is a simulator (recorded in the report). */
@@ -411,6 +497,8 @@ export async function probe(port: KernelPort, options: ProbeOptions = {}): Promi
     devices: [],
   };
 
+  // The 2020 nesting proposal's bindings, when a 5.10 legacy container is probed.
+  let rfc: Uapi | undefined;
   if (nodes.vfioContainer) {
     const fd = port.open('/dev/vfio/vfio');
     try {
@@ -442,12 +530,19 @@ export async function probe(port: KernelPort, options: ProbeOptions = {}): Promi
       // The 2020 nesting proposal (seed 001) answers VFIO_NESTING_GET_IOMMU_UAPI_VERSION on the
       // container with the IOMMU uAPI version; mainline kernels do not know the ioctl.
       let nestingUapiVersion: number | string | undefined;
+      let nestingUapiExtension: number | string | undefined;
       if (servedBy === 'vfio' && headers === 'linux-5.10') {
-        const rfc = (await import('@vfio-ts/uapi/rfc-vfio-nesting')) as Uapi;
+        rfc = (await import('@vfio-ts/uapi/rfc-vfio-nesting')) as Uapi;
         try {
           nestingUapiVersion = ioctl(port, fd, desc<NoArgIoctl>(rfc, 'VFIO_NESTING_GET_IOMMU_UAPI_VERSION')!);
         } catch (e) {
           nestingUapiVersion = errnoOf(e);
+        }
+        // The v1 form of the same check (seed 000): an extension answered by type1.
+        try {
+          nestingUapiExtension = ioctl(port, fd, check, constant(rfc, 'VFIO_NESTING_IOMMU_UAPI')!);
+        } catch (e) {
+          nestingUapiExtension = errnoOf(e);
         }
       }
       report.vfio = {
@@ -455,6 +550,7 @@ export async function probe(port: KernelPort, options: ProbeOptions = {}): Promi
         extensions,
         servedBy,
         ...(nestingUapiVersion !== undefined ? { nestingUapiVersion } : {}),
+        ...(nestingUapiExtension !== undefined ? { nestingUapiExtension } : {}),
       };
     } finally {
       port.close(fd);
@@ -471,8 +567,16 @@ export async function probe(port: KernelPort, options: ProbeOptions = {}): Promi
       port.close(fd);
     }
   }
-  if (report.vfio && !options.shallow)
+  if (report.vfio && !options.shallow) {
     report.container = probeContainer(port, u, nodes.groups, report.vfio.extensions, report.vfio.servedBy);
+    if (
+      rfc &&
+      rfcNestingAnswered(report) &&
+      offered(report.vfio.extensions.VFIO_TYPE1_NESTING_IOMMU) &&
+      nodes.groups.length
+    )
+      report.container.nesting = probeNestingContainer(port, rfc, nodes.groups[0]);
+  }
   chooseBackend(report);
   return report;
 }
@@ -487,7 +591,10 @@ export function chooseBackend(r: ProbeReport): void {
   const bound = r.devices.some((d) => d.info !== undefined);
   const ext = r.vfio?.extensions ?? {};
   const legacy = r.vfio?.servedBy === 'vfio';
-  const rfcNesting = typeof r.vfio?.nestingUapiVersion === 'number' && r.vfio.nestingUapiVersion >= 1;
+  const rfcNesting = rfcNestingAnswered(r);
+  // A shallow probe has no nesting container report: the ioctl answer is all there is.
+  const nest = r.container?.nesting;
+  const nestingWorks = !nest || (!!nest.info && (nest.info.features & IOMMU_NESTING_FEAT_BIND_PGTBL) !== 0);
   const candidates: [Backend, boolean, string][] = [
     [
       'iommufd-cdev',
@@ -513,14 +620,24 @@ export function chooseBackend(r: ProbeReport): void {
     ],
     [
       'vfio-type1-nesting',
-      legacy && rfcNesting && offered(ext.VFIO_TYPE1_NESTING_IOMMU) && r.nodes.groups.length > 0,
+      legacy && rfcNesting && offered(ext.VFIO_TYPE1_NESTING_IOMMU) && r.nodes.groups.length > 0 && nestingWorks,
       !legacy
         ? 'no legacy VFIO container'
         : !rfcNesting
           ? 'the kernel does not answer VFIO_NESTING_GET_IOMMU_UAPI_VERSION: it lacks the 2020 VFIO nesting uAPI (mainline VFIO_TYPE1_NESTING_IOMMU alone offers no PASID binding)'
-          : offered(ext.VFIO_TYPE1_NESTING_IOMMU)
-            ? `VFIO_TYPE1_NESTING_IOMMU with IOMMU uAPI version ${String(r.vfio?.nestingUapiVersion)}`
-            : 'VFIO_CHECK_EXTENSION(VFIO_TYPE1_NESTING_IOMMU) is 0',
+          : !offered(ext.VFIO_TYPE1_NESTING_IOMMU)
+            ? 'VFIO_CHECK_EXTENSION(VFIO_TYPE1_NESTING_IOMMU) is 0'
+            : !r.nodes.groups.length
+              ? 'no VFIO group nodes'
+              : nest?.refused
+                ? `the 2020 VFIO nesting uAPI is there (IOMMU uAPI version ${String(r.vfio?.nestingUapiVersion)}) but a nesting container failed: ${nest.refused}`
+                : nest?.info && !nestingWorks
+                  ? `the nesting container's IOMMU cannot bind page tables (features 0x${nest.info.features.toString(16)})`
+                  : `VFIO_TYPE1_NESTING_IOMMU with IOMMU uAPI version ${String(r.vfio?.nestingUapiVersion)}${
+                      nest?.info
+                        ? `: nesting info format ${nest.info.format}, features 0x${nest.info.features.toString(16)}, ${nest.info.pasidBits}-bit PASIDs, ${nest.info.addrWidth}-bit addresses`
+                        : ''
+                    }`,
     ],
     [
       'vfio-type1v2',

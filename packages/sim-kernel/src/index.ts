@@ -16,4 +16,10 @@ export {
   EDU_REG_DMA_STATUS,
 } from './hw/edu.js';
 export { SigbusError } from './vfio/pci/vfio-pci-core.js';
-export { KERNEL_VERSIONS, type ContainerBackend, type KernelVersion } from './versions/index.js';
+export {
+  KERNEL_VERSIONS,
+  PROPOSALS,
+  type ContainerBackend,
+  type KernelVersion,
+  type Proposal,
+} from './versions/index.js';

@@ -5,7 +5,7 @@ import type { SimDevice } from './vfio/pci/vfio-pci.js';
 import { Process } from './mm/process.js';
 import { Devfs } from './vfs/devfs.js';
 import { FdTable } from './vfs/fd-table.js';
-import { NEWEST, UAPI, type ContainerBackend, type KernelVersion } from './versions/index.js';
+import { NEWEST, UAPI, type ContainerBackend, type KernelVersion, type Proposal } from './versions/index.js';
 
 /** How the simulated kernel is built. */
 export interface KernelConfig {
@@ -23,6 +23,8 @@ export interface KernelConfig {
   container?: ContainerBackend;
   /** vfio_iommu_type1's dma_entry_limit module parameter (default U16_MAX). */
   dmaEntryLimit?: number;
+  /** A never-merged uAPI proposal the kernel is patched with (versions/index.ts, PROPOSALS). */
+  proposal?: Proposal;
 }
 
 export const DEFAULT_CONFIG: KernelConfig = {

@@ -13,10 +13,16 @@ import {
   containerBackends,
   hasIommufd,
   isKernelVersion,
+  isProposal,
   KERNEL_VERSIONS,
+  PROPOSALS,
+  proposalBases,
   type ContainerBackend,
   type KernelVersion,
+  type Proposal,
 } from './versions/index.js';
+import { installIntelSvm510 } from './iommu/uapi-intel-svm.js';
+import { RFC_NESTING_IOCTLS } from './vfio/type1/nesting.js';
 import { registerVfioContainer } from './vfio/container.js';
 import { iommufdDeviceApi } from './vfio/iommufd-api.js';
 import { vfioPciProbe } from './vfio/pci/vfio-pci.js';
@@ -50,6 +56,19 @@ export interface SimKernelOptions {
    * container may hold (default 65535, U16_MAX), reported by the DMA_AVAIL capability.
    */
   dmaEntryLimit?: number;
+  /**
+   * Patches the personality with a never-merged uAPI proposal. `'rfc-vfio-nesting'` (5.10
+   * only, legacy container) is Liu Yi L's 2020 VFIO nesting series (headers/rfc-vfio-nesting,
+   * `@vfio-ts/uapi/rfc-vfio-nesting`): the container answers VFIO_NESTING_GET_IOMMU_UAPI_VERSION
+   * and VFIO_CHECK_EXTENSION(VFIO_NESTING_IOMMU_UAPI) with IOMMU_UAPI_VERSION, and a
+   * VFIO_TYPE1_NESTING_IOMMU container (one group) reports VFIO_IOMMU_TYPE1_INFO_CAP_NESTING and
+   * serves VFIO_IOMMU_PASID_REQUEST and VFIO_IOMMU_NESTING_OP (bind/unbind a guest first-stage
+   * table to a PASID, first-stage cache invalidation) on top of mainline 5.10's IOMMU uAPI.
+   * Nesting needs a unit with `iommu: { scalableMode: true, nesting: true }`, guest PASIDs a
+   * device with a 20-bit PASID capability (`pasid: { bits: 20 }`). Without it (the default)
+   * the kernel is mainline and answers those requests as mainline does (EINVAL/ENOTTY, 0).
+   */
+  proposal?: Proposal;
 }
 
 /** A simulated device as `SimKernel.devices()` lists it. */
@@ -95,6 +114,17 @@ export class SimKernel implements KernelPort {
       );
     if (options.testInterface && !hasIommufd(version))
       throw new Error(`testInterface needs iommufd, which ${version} does not have (6.12 and newer do)`);
+    const proposal = options.proposal;
+    if (proposal !== undefined) {
+      if (!isProposal(proposal))
+        throw new Error(`unknown proposal ${String(proposal)}; expected one of ${PROPOSALS.join(', ')}`);
+      if (!proposalBases(proposal).includes(version))
+        throw new Error(
+          `proposal '${proposal}' applies to Linux ${proposalBases(proposal).join(', ')}, not ${version}`,
+        );
+      if (container !== 'legacy')
+        throw new Error(`proposal '${proposal}' patches VFIO's own container; it needs container 'legacy'`);
+    }
     const dmaEntryLimit = options.dmaEntryLimit ?? DEFAULT_CONFIG.dmaEntryLimit!;
     if (!Number.isInteger(dmaEntryLimit) || dmaEntryLimit < 0 || dmaEntryLimit > 0xffffffff)
       throw new Error(`dmaEntryLimit must be an unsigned 32-bit integer, not ${String(dmaEntryLimit)}`);
@@ -105,6 +135,7 @@ export class SimKernel implements KernelPort {
       privileged: options.privileged ?? DEFAULT_CONFIG.privileged,
       container,
       dmaEntryLimit,
+      ...(proposal ? { proposal } : {}),
     });
     registerIommufd(this.kernel);
     if (container === 'legacy') registerVfioContainer(this.kernel);
@@ -114,12 +145,19 @@ export class SimKernel implements KernelPort {
       const machine = buildMachine(this.kernel.phys, version, options.devices, options.iommu);
       this.kernel.iommu = machine.iommu;
       for (const hw of machine.devices) vfioPciProbe(this.kernel, hw);
+      // 5.10's intel-iommu SVM code (intel/svm.c): PRI enabled at attach, the page request
+      // queue handled by prq_event_thread(), guest PASID binding (used by the proposal).
+      if (version === '5.10') installIntelSvm510(this.kernel, machine.iommu);
     }
     for (const [name, d] of Object.entries(this.kernel.uapi)) {
       const request = (d as { kind?: string; request?: number }).request;
       if ((d as { kind?: string }).kind && request !== undefined && !this.requestNames.has(request))
         this.requestNames.set(request, name);
     }
+    // The proposal's requests reuse sPAPR numbers (VFIO_BASE + 18, + 19): name them as the
+    // patched kernel's type1 backend understands them.
+    if (proposal === 'rfc-vfio-nesting')
+      for (const d of RFC_NESTING_IOCTLS) this.requestNames.set(d.request >>> 0, d.name);
   }
 
   /** The simulated devices: model, PCI address, VFIO device cdev and VFIO group node. */

@@ -62,6 +62,7 @@ import {
   IOMMU_VTD_S1_WPE,
   VtdNestedDomain,
   type NestedDomainOwner,
+  type VtdS1Config,
 } from './nested-domain.js';
 import { NestedTlb, nestedTag, PagingStructureCache, type NestedTlbEntry } from './nested-tlb.js';
 import { PagingDomain, type PagingDomainOwner } from './paging-domain.js';
@@ -1293,6 +1294,7 @@ export class IntelVtdUnit implements PagingDomainOwner, NestedDomainOwner, DmaTr
     this.pageRequests.push({ dev: dev.name, request: { ...r } });
     const info = this.devInfo.get(dev);
     if (!info?.priEnabled) return;
+    if (this.prqHandler) return this.prqHandler(dev, r);
     const address = r.addr & ~0xfffn;
     const bad = (line: string): void => {
       this.klog.push(`DMAR: IOMMU: ${this.name}: ${line}`);
@@ -1337,6 +1339,118 @@ export class IntelVtdUnit implements PagingDomainOwner, NestedDomainOwner, DmaTr
   private sendPageResponse(dev: IommuDevice, r: PageGroupResponse): void {
     this.devInfo.get(dev)?.onPageResponse?.(r);
   }
+
+  /** A page group response descriptor (QI_PGRP_RESP_TYPE) the driver queues for `dev`. */
+  sendPageGroupResponse(dev: IommuDevice, r: PageGroupResponse): void {
+    this.sendPageResponse(dev, r);
+  }
+
+  // ----- the 5.10 driver's guest SVM (intel/svm.c, intel/pasid.c), see uapi-intel-svm.ts -----
+
+  /**
+   * iommu_enable_dev_iotlb() (5.10): in scalable mode the driver enables the device's PASID,
+   * PRI and ATS capabilities when it attaches the device to a domain (at probe): PRI when the
+   * device and the unit support it and, with PASID enabled, the device requires a PASID in
+   * page responses (pci_prg_resp_pasid_required()).
+   */
+  enableDevIotlb510(dev: IommuDevice): void {
+    const info = this.devInfo.get(dev);
+    if (!info || !this.scalableMode) return;
+    if (info.priSupported && (!info.pasidSupported || info.prgResponsePasidRequired)) info.priEnabled = true;
+  }
+
+  /**
+   * The PASID entry of `dev` for `pasid` as 5.10's intel_pasid_setup_nested() writes it for
+   * intel_svm_bind_gpasid(): PGTT nested, FLPTR = the guest's first-stage table (`s1`), SLPTR
+   * = the second-stage domain `parent` the RID is attached to, and the DID of that domain
+   * (pasid_set_domain_id(pte, domain->iommu_did[])), so the translations of every bound PASID
+   * are cached under (second-stage DID, PASID). EBUSY when the entry is present
+   * (pasid_pte_is_present()). The caller has done the driver's checks.
+   */
+  setupNestedPasid(dev: IommuDevice, pasid: number, parent: PagingDomain, s1: VtdS1Config): VtdNestedDomain {
+    if (dev.pasidAttached.has(pasid))
+      throw new ErrnoError('EBUSY', { detail: `the PASID ${pasid} entry is present: intel_pasid_setup_nested()` });
+    const t = this.tags.get(parent);
+    if (!t || dev.attached !== parent)
+      throw new Error('sim-kernel: a nested PASID entry needs the second-stage domain attached to the RID');
+    const nd = new VtdNestedDomain(this, parent, s1);
+    // The nested domain is the PASID entry: it shares the second-stage domain's id.
+    this.tags.set(nd, t);
+    let set = this.nestedByParent.get(parent);
+    if (!set) this.nestedByParent.set(parent, (set = new Set()));
+    set.add(nd);
+    dev.pasidAttached.set(pasid, nd);
+    // pasid_flush_caches(): PASID cache, then the PASID-based IOTLB of (did, pasid).
+    this.flushPasidTag(t.did, pasid);
+    return nd;
+  }
+
+  /**
+   * intel_pasid_tear_down_entry() (5.10) of an entry setupNestedPasid() wrote: the entry is
+   * cleared, then the PASID cache, the PASID-based IOTLB (PASID-selective) and the device TLB
+   * of (did, pasid) are flushed.
+   */
+  tearDownNestedPasid(dev: IommuDevice, pasid: number): void {
+    const nd = dev.pasidAttached.get(pasid);
+    if (!(nd instanceof VtdNestedDomain)) return;
+    const t = this.tags.get(nd);
+    dev.pasidAttached.delete(pasid);
+    if (t) this.flushPasidTag(t.did, pasid);
+    this.tags.delete(nd);
+    nd.free();
+  }
+
+  /** The PASID-selective IOTLB and paging-structure cache flush of (did, pasid). */
+  private flushPasidTag(did: number, pasid: number): void {
+    const tag = nestedTag(did, pasid);
+    this.nestedIotlb.flushTag(tag);
+    this.psc.flushTag(tag);
+  }
+
+  /**
+   * qi_flush_piotlb() (5.10): a PASID-based IOTLB invalidation descriptor for `did`, `pasid`.
+   * `npages` -1 is PASID-selective (every translation and paging-structure entry of the
+   * PASID); otherwise page-selective-within-PASID: AM = ilog2(roundup_pow_of_two(npages)),
+   * the address aligned down to 4 KiB << AM (WARN_ON_ONCE when it was not), and IH
+   * (`ih`) keeping the paging-structure caches. Logged in `invalidationLog`.
+   */
+  flushPiotlb(did: number, pasid: number, addr: bigint, npages: bigint, ih: boolean): void {
+    const tag = nestedTag(did, pasid);
+    if (npages === -1n) {
+      this.invalidationLog.push({ did, addr: 0n, mask: 64, ih: false });
+      this.nestedIotlb.flushTag(tag);
+      this.psc.flushTag(tag);
+      return;
+    }
+    if (npages <= 0n) {
+      this.log(`Invalid input npages = ${npages}`);
+      return;
+    }
+    let mask = 0;
+    while (1n << BigInt(mask) < npages) mask++;
+    const align = 1n << BigInt(12 + mask);
+    const aligned = BigInt.asUintN(64, addr) & ~(align - 1n);
+    if (aligned !== BigInt.asUintN(64, addr)) this.klog.push('WARNING: qi_flush_piotlb: !IS_ALIGNED(addr, align)');
+    this.invalidationLog.push({ did, addr: aligned & ~0xfffn, mask, ih });
+    if (this.invalidationLog.length > 1024) this.invalidationLog.shift();
+    // The first-stage input address space is 48 or 57 bits; a mask that wide covers it all.
+    if (mask >= 45) {
+      this.nestedIotlb.flushTag(tag);
+      this.psc.flushTag(tag);
+      return;
+    }
+    const first = Number((aligned & ((1n << 57n) - 1n)) >> 12n);
+    const last = first + 2 ** mask - 1;
+    this.nestedIotlb.flushRange(tag, first, last);
+    if (!ih) this.psc.flushRange(tag, first, last);
+  }
+
+  /**
+   * The first page request handler of the page request queue, in place of the built-in one
+   * (the 6.x/7.x prq handling that reports to io-pgfault): 5.10's prq_event_thread() is
+   * installed here by uapi-intel-svm.ts. Called for requests of devices with PRI enabled.
+   */
+  prqHandler: ((dev: IommuDevice, r: DevicePageRequest) => void) | undefined;
 
   private fault(
     dev: IommuDevice,

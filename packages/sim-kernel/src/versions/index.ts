@@ -35,6 +35,29 @@ export function isKernelVersion(v: string): v is KernelVersion {
 }
 
 /**
+ * Never-merged uAPI proposals a personality can be patched with (`SimKernelOptions.proposal`):
+ *
+ * - `rfc-vfio-nesting`: Liu Yi L's 2020 series "vfio: expose virtual Shared Virtual
+ *   Addressing to VMs" (RFC v3 .. v7; headers/rfc-vfio-nesting) on Linux 5.10, whose IOMMU
+ *   side (iommu_uapi_sva_bind_gpasid(), iommu_uapi_cache_invalidate(), intel_svm_bind_gpasid()
+ *   ...) is mainline 5.10: VFIO_NESTING_GET_IOMMU_UAPI_VERSION and the VFIO_NESTING_IOMMU_UAPI
+ *   extension, the nesting capability of VFIO_IOMMU_GET_INFO, VFIO_IOMMU_PASID_REQUEST and
+ *   VFIO_IOMMU_NESTING_OP on the legacy container with VFIO_TYPE1_NESTING_IOMMU.
+ */
+export const PROPOSALS = ['rfc-vfio-nesting'] as const;
+export type Proposal = (typeof PROPOSALS)[number];
+
+export function isProposal(p: string): p is Proposal {
+  return (PROPOSALS as readonly string[]).includes(p);
+}
+
+/** The kernel versions a proposal applies to (the series was posted against 5.9/5.10-rc). */
+export function proposalBases(p: Proposal): readonly KernelVersion[] {
+  void p;
+  return ['5.10'];
+}
+
+/**
  * What serves /dev/vfio/vfio: VFIO's own container with the type1 IOMMU driver
  * (CONFIG_VFIO_CONTAINER=y, drivers/vfio/container.c + vfio_iommu_type1.c), or iommufd's
  * VFIO compatibility layer (CONFIG_IOMMUFD_VFIO_CONTAINER=y,

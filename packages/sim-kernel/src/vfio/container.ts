@@ -12,6 +12,7 @@ import {
   type Type1Params,
   type VfioIommu,
 } from './type1/vfio-iommu-type1.js';
+import { hasRfcNesting, IOMMU_UAPI_VERSION, VFIO_NESTING_GET_IOMMU_UAPI_VERSION } from './type1/nesting.js';
 
 /*
  * The legacy VFIO container, /dev/vfio/vfio (drivers/vfio/container.c; drivers/vfio/vfio.c
@@ -227,6 +228,11 @@ export class VfioContainerFile extends SimFile {
       case u.VFIO_SET_IOMMU.request:
         return c.setIommu(arg.value);
     }
+    // rfc-vfio-nesting, RFC v3 4/8 (seed 001): the VFIO core reports the IOMMU uAPI version
+    // on every container, before an IOMMU driver is set (Liu Yi L: QEMU must check it before
+    // choosing VFIO_TYPE1_NESTING_IOMMU). A mainline kernel passes the request to the driver
+    // like any other: EINVAL without one, ENOTTY from type1.
+    if (cmd === VFIO_NESTING_GET_IOMMU_UAPI_VERSION && hasRfcNesting(c.kernel)) return IOMMU_UAPI_VERSION;
     // Pass every other ioctl to the IOMMU driver; without one, EINVAL.
     if (!c.iommuDriver) return kfail('EINVAL', 'vfio_fops_unl_ioctl: no IOMMU driver is set (VFIO_SET_IOMMU first)');
     return c.iommuDriver.ioctl(c.iommuData, cmd, arg);

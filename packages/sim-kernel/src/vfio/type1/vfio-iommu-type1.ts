@@ -10,6 +10,20 @@ import { TASK_SIZE } from '../../mm/address-space.js';
 import { type1Features, type Type1Features } from '../../versions/index.js';
 import type { IoctlArg } from '../../vfs/ioctl-arg.js';
 import { InfoCapChain } from './info-cap.js';
+import { intelDomainMapped, intelDomainSetAttrNesting, intelDomainUnmapped } from '../../iommu/uapi-intel-svm.js';
+import {
+  hasRfcNesting,
+  IOMMU_UAPI_VERSION,
+  Type1Nesting,
+  VFIO_IOMMU_NESTING_OP,
+  VFIO_IOMMU_PASID_REQUEST,
+  VFIO_IOMMU_TYPE1_INFO_CAP_NESTING,
+  VFIO_NESTING_IOMMU_UAPI,
+  vfioIommuNestingAttach,
+  vfioIommuNestingDetachGroup,
+  vfioIommuType1NestingOp,
+  vfioIommuType1PasidRequest,
+} from './nesting.js';
 
 /*
  * The VFIO type1 IOMMU driver (drivers/vfio/vfio_iommu_type1.c) behind a legacy container:
@@ -340,6 +354,11 @@ export class VfioIommu {
   numNonPinnedGroups = 0;
   dirtyPageTracking = false;
   readonly features: Type1Features;
+  /**
+   * iommu->nesting_info and iommu->vmm of the `rfc-vfio-nesting` proposal (nesting.ts):
+   * set while a VFIO_TYPE1_NESTING_IOMMU container of a patched kernel has its group.
+   */
+  nestingState: Type1Nesting | undefined;
 
   constructor(
     readonly kernel: Kernel,
@@ -467,11 +486,11 @@ export class VfioIommu {
     const done: VfioDomain[] = [];
     try {
       for (const d of this.domains) {
-        d.domain.map(run.iova, pa, len, prot | IOMMU_CACHE);
+        this.domainMap(d.domain, run.iova, pa, len, prot | IOMMU_CACHE);
         done.push(d);
       }
     } catch (e) {
-      for (const d of done.reverse()) d.domain.unmap(run.iova, len);
+      for (const d of done.reverse()) this.domainUnmap(d.domain, run.iova, len);
       throw e;
     }
   }
@@ -488,7 +507,8 @@ export class VfioIommu {
       }
     } catch (e) {
       // vfio_remove_dma(): unmap what was mapped, unpin and uncharge everything.
-      for (const run of mapped) for (const d of this.domains) d.domain.unmap(run.iova, run.count * PAGE_SIZE);
+      for (const run of mapped)
+        for (const d of this.domains) this.domainUnmap(d.domain, run.iova, run.count * PAGE_SIZE);
       for (const run of runs) this.unpinRun(run);
       this.lockAcct(dma, -dma.lockedVm);
       throw e;
@@ -502,7 +522,7 @@ export class VfioIommu {
     if (!this.domains.length) return 0;
     let unlocked = 0;
     for (const run of dma.runs) {
-      for (const d of this.domains) d.domain.unmap(run.iova, run.count * PAGE_SIZE);
+      for (const d of this.domains) this.domainUnmap(d.domain, run.iova, run.count * PAGE_SIZE);
       this.unpinRun(run);
       unlocked += run.count;
     }
@@ -527,6 +547,23 @@ export class VfioIommu {
   /** vfio_iommu_unmap_unpin_all(). */
   unmapUnpinAll(): void {
     for (const dma of this.dmas()) this.removeDma(dma);
+  }
+
+  /**
+   * iommu_map() into one of the container's domains. A nesting container's domain on 5.10
+   * also tracks intel-iommu's max_addr (intel_iommu_map()), which guest PASID binding checks.
+   */
+  private domainMap(domain: IommuDomain, iova: bigint, paddr: number, size: number, prot: number): void {
+    domain.map(iova, paddr, size, prot);
+    if (this.nesting && domain.owner instanceof IntelVtdUnit) intelDomainMapped(domain.owner, domain, iova, size);
+  }
+
+  /** iommu_unmap() from one of the container's domains (and intel_iommu_unmap()'s max_addr update). */
+  private domainUnmap(domain: IommuDomain, iova: bigint, size: number): number {
+    const unmapped = domain.unmap(iova, size);
+    if (this.nesting && domain.owner instanceof IntelVtdUnit)
+      intelDomainUnmapped(domain.owner, domain, iova, unmapped || size);
+    return unmapped;
   }
 
   /** vfio_update_pgsize_bitmap(). */
@@ -586,21 +623,38 @@ export class VfioIommu {
       );
     }
     if (this.findGroup(group)) kfail('EINVAL', 'vfio_iommu_type1_attach_group: the group is already attached');
+    // The 2020 nesting series (v7 03/16): "Nesting type container can include only one group".
+    const rfc = this.nesting && hasRfcNesting(this.kernel);
+    if (rfc && this.domains.length)
+      kfail(
+        'EINVAL',
+        'a nesting container holds one group (rfc-vfio-nesting v7 03/16): vfio_iommu_type1_attach_group()',
+      );
     const dev = group.devices[0];
     const domain = dev.unit.domainAllocPaging(dev, {});
     try {
       if (this.nesting) {
-        if (this.kernel.version === '5.10')
-          kfail(
-            'ENODEV',
-            'iommu_domain_set_attr(DOMAIN_ATTR_NESTING): the VT-d unit has no nested translation (nested_mode_support())',
-          );
-        kfail('EINVAL', 'iommu_enable_nesting: the IOMMU driver has no enable_nesting op');
+        if (this.kernel.version === '5.10') {
+          // iommu_domain_set_attr(DOMAIN_ATTR_NESTING): ENODEV unless nested_mode_support().
+          if (!(dev.unit instanceof IntelVtdUnit))
+            kfail('ENODEV', 'iommu_domain_set_attr(DOMAIN_ATTR_NESTING): the IOMMU driver does not support it');
+          intelDomainSetAttrNesting(dev.unit, domain);
+        } else kfail('EINVAL', 'iommu_enable_nesting: the IOMMU driver has no enable_nesting op');
       }
       iommuAttachGroup(domain, group);
     } catch (e) {
       domain.free();
       throw e;
+    }
+    if (rfc) {
+      // "Nesting cap info is available only after attaching" (v7 03/16), then the vfio_mm (07/16).
+      try {
+        this.nestingState = vfioIommuNestingAttach(this.kernel, domain, group);
+      } catch (e) {
+        iommuDetachGroup(group);
+        domain.free();
+        throw e;
+      }
     }
     let iovaCopy: VfioIova[];
     let swMsi: bigint | undefined;
@@ -624,6 +678,7 @@ export class VfioIommu {
         );
       coherent = domain.enforceCacheCoherency?.() ?? false;
     } catch (e) {
+      this.releaseNesting();
       iommuDetachGroup(group);
       domain.free();
       throw e;
@@ -655,6 +710,7 @@ export class VfioIommu {
       // iommu_get_msi_cookie() for a software-managed MSI window: nothing to map here.
       void swMsi;
     } catch (e) {
+      this.releaseNesting();
       iommuDetachGroup(group);
       domain.free();
       throw e;
@@ -674,7 +730,8 @@ export class VfioIommu {
           const entry = { dma, runs: [] as PinnedRun[], pinned: false };
           done.push(entry);
           for (const run of dma.runs) {
-            vdomain.domain.map(
+            this.domainMap(
+              vdomain.domain,
               run.iova,
               run.range.base + run.index * PAGE_SIZE,
               run.count * PAGE_SIZE,
@@ -688,7 +745,8 @@ export class VfioIommu {
           this.pinRuns(dma, dma.vaddr, dma.iova, Number(dma.size / PAGE), entry.runs);
           entry.runs = VfioIommu.mergeRuns(entry.runs);
           for (const run of entry.runs)
-            vdomain.domain.map(
+            this.domainMap(
+              vdomain.domain,
               run.iova,
               run.range.base + run.index * PAGE_SIZE,
               run.count * PAGE_SIZE,
@@ -698,7 +756,7 @@ export class VfioIommu {
       }
     } catch (e) {
       for (const { dma, runs, pinned } of done) {
-        for (const run of runs) vdomain.domain.unmap(run.iova, run.count * PAGE_SIZE);
+        for (const run of runs) this.domainUnmap(vdomain.domain, run.iova, run.count * PAGE_SIZE);
         if (pinned) {
           for (const run of runs) this.unpinRun(run);
           this.lockAcct(dma, -dma.lockedVm);
@@ -719,13 +777,20 @@ export class VfioIommu {
     for (const d of this.domains) {
       const i = d.groups.findIndex((g) => g.group.key === group.key);
       if (i < 0) continue;
+      // rfc-vfio-nesting (seed 004): "Unbind page tables bound with system wide PASIDs which
+      // are allocated to userspace" before the group leaves the domain.
+      if (this.nestingState) vfioIommuNestingDetachGroup(this.nestingState);
       iommuDetachGroup(group);
       updateDirtyScope = !d.groups[i].pinnedPageDirtyScope;
       d.groups.splice(i, 1);
       // Group ownership provides privilege: an empty domain goes away, and with the last
       // domain every mapping goes too.
       if (!d.groups.length) {
-        if (this.domains.length === 1) this.unmapUnpinAll();
+        if (this.domains.length === 1) {
+          this.unmapUnpinAll();
+          // vfio_iommu_release_nesting_info() (v7 03/16, 07/16).
+          this.releaseNesting();
+        }
         d.domain.free();
         this.domains.splice(this.domains.indexOf(d), 1);
         this.aperExpand(iovaCopy);
@@ -770,8 +835,15 @@ export class VfioIommu {
     resvExclude(list, regions);
   }
 
+  /** vfio_iommu_release_nesting_info(): the nesting info and the vfio_mm reference. */
+  private releaseNesting(): void {
+    this.nestingState?.release();
+    this.nestingState = undefined;
+  }
+
   /** vfio_iommu_type1_release(). */
   release(): void {
+    this.releaseNesting();
     this.unmapUnpinAll();
     for (const d of this.domains) {
       for (const g of d.groups) iommuDetachGroup(g.group);
@@ -827,6 +899,8 @@ export class VfioIommu {
       });
       caps.add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, iov);
     }
+    // vfio_iommu_add_nesting_cap() (rfc-vfio-nesting v7 03/16): after the mainline ones.
+    if (this.nestingState) caps.add(VFIO_IOMMU_TYPE1_INFO_CAP_NESTING, 1, this.nestingState.capability());
     v.setUint32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
     if (argsz < INFO_SIZE + caps.size) {
       v.setUint32(0, INFO_SIZE + caps.size, true);
@@ -1240,6 +1314,8 @@ export const vfioIommuType1Ops = {
       case BigInt(VFIO_TYPE1_NESTING_IOMMU):
         return f.nesting ? 1 : 0;
       case BigInt(VFIO_UNMAP_ALL):
+        // VFIO_NESTING_IOMMU_UAPI took the same id in the 2020 series (v1 4/8, seed 000).
+        if (VFIO_UNMAP_ALL === VFIO_NESTING_IOMMU_UAPI && hasRfcNesting(kernel)) return IOMMU_UAPI_VERSION;
         return f.unmapAll ? 1 : 0;
       case BigInt(VFIO_UPDATE_VADDR):
         // Disabled while emulated (mdev) groups are present; the simulator has none.
@@ -1277,6 +1353,10 @@ export const vfioIommuType1Ops = {
     if (cmd === u.VFIO_IOMMU_MAP_DMA.request) return iommu.mapDma(arg);
     if (cmd === u.VFIO_IOMMU_UNMAP_DMA.request) return iommu.unmapDma(arg);
     if (cmd === u.VFIO_IOMMU_DIRTY_PAGES.request) return iommu.dirtyPages(arg);
+    if (hasRfcNesting(iommu.kernel)) {
+      if (cmd === VFIO_IOMMU_PASID_REQUEST) return vfioIommuType1PasidRequest(iommu.nestingState, arg);
+      if (cmd === VFIO_IOMMU_NESTING_OP) return vfioIommuType1NestingOp(iommu.nestingState, arg);
+    }
     return kfail('ENOTTY', `vfio_iommu_type1_ioctl: ioctl 0x${(cmd >>> 0).toString(16)} is not a type1 command`);
   },
 };
