@@ -144,11 +144,22 @@ export interface BootOptions {
   timeoutSec: number;
   memory?: string;
   smp?: number;
+  /**
+   * `vtd-edu` (default): QEMU's VT-d (`intel-iommu`) and the `edu` DMA device. `no-iommu`:
+   * neither, for runs that need the kernel's mock IOMMU to be the only IOMMU (on 6.12,
+   * __iommu_probe_device() hands every device without a fwspec to the first IOMMU
+   * registered with a NULL fwnode, which is VT-d when there is one).
+   */
+  machine?: Machine;
   /** Extra QEMU arguments. */
   extra?: string[];
   /** Called with console output as it arrives. */
   onConsole?: (text: string) => void;
 }
+
+/** The machines the harness boots. */
+export type Machine = 'vtd-edu' | 'no-iommu';
+export const MACHINES: readonly Machine[] = ['vtd-edu', 'no-iommu'];
 
 /** What a QEMU run produced. */
 export interface BootResult {
@@ -162,8 +173,8 @@ export interface BootResult {
 
 /**
  * Boots the VM under TCG (never KVM: the hosts' KVM cannot run a stock kernel), always behind
- * `timeout`, on q35 with QEMU's VT-d (`intel-iommu`) and the `edu` DMA device; the serial
- * console is the VM's stdout.
+ * `timeout`, on q35 with QEMU's VT-d (`intel-iommu`) and the `edu` DMA device (or, with
+ * `machine: 'no-iommu'`, without both); the serial console is the VM's stdout.
  */
 export function boot(q: Qemu, o: BootOptions): Promise<BootResult> {
   const args = [
@@ -186,10 +197,9 @@ export function boot(q: Qemu, o: BootOptions): Promise<BootResult> {
     '-serial',
     'stdio',
     '-no-reboot',
-    '-device',
-    'intel-iommu,intremap=on,caching-mode=on',
-    '-device',
-    'edu',
+    ...((o.machine ?? 'vtd-edu') === 'vtd-edu'
+      ? ['-device', 'intel-iommu,intremap=on,caching-mode=on', '-device', 'edu']
+      : []),
     ...q.dataDirs.flatMap((d) => ['-L', d]),
     '-kernel',
     o.kernel,

@@ -12,6 +12,7 @@
  *   --package <name>             add a package (and its dependencies) to the guest; repeatable
  *   --file <guest>=<host>        add a file to the entry's folder in the guest; repeatable
  *   --cmdline <param>            extra kernel parameter; repeatable
+ *   --machine vtd-edu|no-iommu   QEMU's VT-d and edu (default), or neither
  *   --quiet                      do not echo the console
  *   --prepare                    only build what is missing (kernels, QEMU, base image), run nothing
  *
@@ -22,14 +23,14 @@ import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ensureBaseImage } from './initramfs.js';
 import { CONTAINERS, KERNEL_VERSIONS, ensureKernelVersion, type Container, type KernelVersion } from './kernel.js';
-import { ensureQemu } from './qemu.js';
+import { MACHINES, ensureQemu, type Machine } from './qemu.js';
 import { log, setQuiet } from './util.js';
 import { runInVm } from './vm.js';
 
 function usage(message: string): never {
   process.stderr.write(
     `${message}\nusage: tsx tools/vm/run.ts [--kernel 6.12|7.2] [--container legacy|iommufd] [--timeout s] ` +
-      `[--output file] [--console file] [--package name] [--file guest=host] [--cmdline param] [--quiet] -- entry [args...]\n` +
+      `[--output file] [--console file] [--package name] [--file guest=host] [--cmdline param] [--machine vtd-edu|no-iommu] [--quiet] -- entry [args...]\n` +
       `       tsx tools/vm/run.ts --prepare\n`,
   );
   process.exit(2);
@@ -43,6 +44,7 @@ let output: string | undefined;
 let consoleFile: string | undefined;
 let quiet = false;
 let prepare = false;
+let machine: Machine = 'vtd-edu';
 const packages: string[] = [];
 const files: Record<string, string> = {};
 const cmdline: string[] = [];
@@ -68,7 +70,10 @@ for (let i = 0; i < argv.length; i++) {
     if (!g || !h) usage('--file wants guest=host');
     files[g] = resolve(h);
   } else if (a === '--cmdline') cmdline.push(value());
-  else if (a === '--quiet') quiet = true;
+  else if (a === '--machine') {
+    machine = value() as Machine;
+    if (!MACHINES.includes(machine)) usage(`unknown machine ${machine}`);
+  } else if (a === '--quiet') quiet = true;
   else if (a === '--prepare') prepare = true;
   else if (a === '--help' || a === '-h') usage('');
   else if (!a.startsWith('-')) {
@@ -96,6 +101,7 @@ const r = await runInVm({
   packages,
   files,
   cmdline,
+  machine,
   onConsole: quiet ? undefined : (text) => process.stdout.write(text),
 });
 if (output && r.outputText !== undefined) writeFileSync(output, r.outputText);

@@ -8,11 +8,15 @@
  *   blocked DMA to an unmapped IOVA;
  * - the kernel's own iommufd selftests (reference pass counts; their failures are reported,
  *   not fatal);
+ * - the differential check (tools/differential): every scenario on the real kernel and on
+ *   the simulator, transcripts compared step by step; unexplained differences fail the run;
  *
- * and prints a summary. Exit status 1 when a smoke run fails or a selftest cannot run.
+ * and prints a summary. Exit status 1 when a smoke run fails, a selftest cannot run, or the
+ * differential check finds an unexplained difference (or cannot run).
  *
  * Options: --kernel <6.12|7.2> (repeatable; default both), --no-selftest, --no-fail-nth,
- * --verbose (echo the consoles), --report <file> (JSON of every run; default in the cache).
+ * --no-differential, --verbose (echo the consoles), --report <file> (JSON of every run;
+ * default in the cache).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,6 +37,7 @@ const argv = process.argv.slice(2);
 const kernels: KernelVersion[] = [];
 let selftest = true;
 let failNth = true;
+let differential = true;
 let verbose = false;
 let reportFile: string | undefined;
 for (let i = 0; i < argv.length; i++) {
@@ -40,6 +45,7 @@ for (let i = 0; i < argv.length; i++) {
   if (a === '--kernel') kernels.push(argv[++i] as KernelVersion);
   else if (a === '--no-selftest') selftest = false;
   else if (a === '--no-fail-nth') failNth = false;
+  else if (a === '--no-differential') differential = false;
   else if (a === '--verbose') verbose = true;
   else if (a === '--report') reportFile = argv[++i];
   else {
@@ -164,6 +170,37 @@ if (selftest)
       lines.push(`selftest ${v}: the run failed (${r.reason})`);
     }
   }
+
+if (differential) {
+  t = performance.now();
+  log('test:kernel: differential check (tools/differential) ...');
+  const { runDifferential } = await import('../differential/run.js');
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const d = await runDifferential({
+    kernels: versions,
+    verbose,
+    report: join(cacheDir(), 'reports', `differential-${stamp}.json`),
+  }).catch((e: Error) => {
+    lines.push(`differential: could not run: ${e.message}`);
+    return undefined;
+  });
+  phases.differential = secs(t);
+  if (!d) failed++;
+  else {
+    for (const r of d.runs)
+      lines.push(
+        `differential ${r.kernel} ${r.container}${r.machine === 'no-iommu' ? ' (no IOMMU)' : ''}: ` +
+          (r.failed
+            ? `FAIL (${r.failed})`
+            : `${r.compared} steps compared, ${r.differences.length} differences ` +
+              `(${r.differences.filter((x) => !x.explained).length} unexplained), ${r.notCompared.length} not (fully) compared`),
+      );
+    lines.push(
+      `differential: ${d.compared} steps compared, ${d.differences.length} differences (${d.unexplained} unexplained)`,
+    );
+    if (!d.ok) failed++;
+  }
+}
 
 const total = secs(t0);
 const report = { date: new Date().toISOString(), versions, phases, total, runs };

@@ -15,9 +15,10 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { buildRunImage, ensureBaseImage, type RunImageOptions } from './initramfs.js';
 import { ensureKernel, type Container, type KernelVersion } from './kernel.js';
-import { boot, ensureQemu } from './qemu.js';
+import { boot, ensureQemu, type Machine } from './qemu.js';
 
 export type { Container, KernelVersion } from './kernel.js';
+export type { Machine } from './qemu.js';
 
 /** What to run, on which kernel. */
 export interface RunInVmOptions extends RunImageOptions {
@@ -27,6 +28,8 @@ export interface RunInVmOptions extends RunImageOptions {
   container: Container;
   /** Limit for the whole VM run, boot to power-off (default 180 s). */
   timeoutSec?: number;
+  /** `vtd-edu` (default: VT-d and edu) or `no-iommu` (neither). */
+  machine?: Machine;
   /** Guest memory (default 1G) and CPUs (default 2). */
   memory?: string;
   smp?: number;
@@ -128,6 +131,7 @@ export async function runInVm(o: RunInVmOptions): Promise<RunInVmResult> {
       timeoutSec: o.timeoutSec ?? 180,
       memory: o.memory,
       smp: o.smp,
+      machine: o.machine,
       onConsole: o.onConsole,
     });
     const parsed = parseConsole(r.console);

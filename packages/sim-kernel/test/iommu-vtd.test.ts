@@ -52,6 +52,17 @@ describe('VT-d unit as QEMU presents it (vtd_cap_init) and the intel driver repo
     expect(u39.mgaw).toBe(39);
   });
 
+  it('CAP_REG and ECAP_REG are the values the real q35 intel-iommu,intremap=on,caching-mode=on reports (vtd_cap_init)', () => {
+    // Read from /sys/class/iommu/dmar0/intel-iommu/{cap,ecap} in the tools/vm guest.
+    const { unit } = setup();
+    expect(unit.cap).toBe(0x00d2008c222f0686n);
+    expect(unit.ecap).toBe(0xf00f4an);
+    // ESRTPS (bit 63) and EIM (ECAP bit 4) only when asked for, as newer QEMUs and x2APIC set them.
+    const more = new IntelVtdUnit(new PhysMemory(), { esrtps: true, extendedInterruptMode: true });
+    expect(more.cap).toBe(0x00d2008c222f0686n | (1n << 63n));
+    expect(more.ecap).toBe(0xf00f4an | (1n << 4n));
+  });
+
   it('paging domain: pgsize_bitmap 0x40201000 (4K|2M|1G) and aperture 0..2^48-1 (compute_vasz_lg2_ss)', () => {
     const { domain } = setup();
     expect(domain.pgsizeBitmap).toBe(0x40201000n);

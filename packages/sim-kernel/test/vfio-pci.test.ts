@@ -347,6 +347,18 @@ describe('config space through the device file (vfio_pci_config_rw)', () => {
     expect(cfgRead(sim, dev, 0x40, 4)).toBe(0x00800005);
   });
 
+  it('the interrupt line is the one SeaBIOS routes INTA of the slot to (mch_pci_slot_get_irq: 10, 10, 11, 11)', () => {
+    for (const [slot, line] of [
+      [1, 10],
+      [2, 11],
+      [3, 11],
+      [4, 10],
+    ]) {
+      const { sim, dev } = bound('7.2', { bdf: `0000:00:0${slot}.0` });
+      expect(cfgRead(sim, dev, 0x3c, 1)).toBe(line);
+    }
+  });
+
   it('BAR sizing: all ones read back as the size mask; unimplemented BARs and the ROM read 0 (vfio_bar_fixup)', () => {
     const { sim, dev, edu } = bound();
     cfgWrite(sim, dev, 0x10, 4, 0xffffffff);

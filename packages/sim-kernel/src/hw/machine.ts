@@ -51,6 +51,15 @@ export interface MachineDevice {
 const hex2 = (n: number) => n.toString(16).padStart(2, '0');
 
 /**
+ * The interrupt line SeaBIOS writes for INTA of a device on bus 0 of q35: mch_pci_slot_get_irq()
+ * maps (pin - 1 + slot) & 3 to the PIRQ lines 10, 10, 11, 11. Devices behind a root port are
+ * given the same mapping of their own slot; that case has not been compared with a real machine.
+ */
+function intxLine(slot: number): number {
+  return [10, 10, 11, 11][slot & 3];
+}
+
+/**
  * Builds the machine's DMA-capable devices behind one Intel VT-d unit, as QEMU's
  * `-M q35 -device intel-iommu,intremap=on,caching-mode=on -device edu` does, and returns
  * them in bus order.
@@ -104,7 +113,7 @@ export function buildMachine(
     barBase -= 0x100000;
     // The firmware (SeaBIOS) enables I/O and memory decode and SERR#, and routes INTA.
     pci.configWrite(0x04, 0x0103, 2);
-    pci.configWrite(0x3c, 0x0b, 1);
+    pci.configWrite(0x3c, intxLine(parseInt(s, 16)), 1);
     out.push({ model: opt.model, bdf, group, resetMethod, pci, iommu: iommuDev });
   }
   return { iommu, devices: out };

@@ -2,6 +2,8 @@ import { invariant } from '../errors.js';
 
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
+/** PAGE_MASK as the unsigned long it is. */
+export const PAGE_MASK = 0xffff_ffff_ffff_ffffn & ~BigInt(PAGE_SIZE - 1);
 
 /**
  * A physically contiguous run of simulated RAM, backed by one ArrayBuffer. Process memory

@@ -1,6 +1,10 @@
 import type { Access, DmaFault, DmaRequest, FaultReason } from './domain.js';
 
-/** VT-d fault reasons (FR field of a fault recording register) the simulator reports. */
+/**
+ * VT-d fault reasons (FR field of a fault recording register) the simulator reports: QEMU's
+ * enum VTDFaultReason (hw/i386/intel_iommu_internal.h), the kernel's dma_remap_fault_reasons[]
+ * (drivers/iommu/intel/dmar.c). Hardware codes, not in the UAPI bindings.
+ */
 export const VTD_FR_CONTEXT_ENTRY_P = 0x02;
 export const VTD_FR_ADDR_BEYOND_MGAW = 0x04;
 export const VTD_FR_WRITE = 0x05;
@@ -8,7 +12,7 @@ export const VTD_FR_READ = 0x06;
 
 /**
  * Scalable-mode fault reasons (VT-d "SM" fault codes, dma_remap_sm_fault_reasons[] from
- * 0x30): the ones first-stage and nested translation report.
+ * 0x30, drivers/iommu/intel/dmar.c): the ones first-stage and nested translation report.
  */
 export const VTD_SM_PASID_ENTRY_P = 0x59;
 export const VTD_SM_ERE_CLEAR = 0x5c;

@@ -42,7 +42,7 @@ export const FS_XD_HI = 0x80000000;
 /** The whole entry's XD bit. */
 export const FS_XD = 1n << 63n;
 
-/** struct iommu_hwpt_vtd_s1.addr_width values (ADDR_WIDTH_4LEVEL / ADDR_WIDTH_5LEVEL). */
+/** struct iommu_hwpt_vtd_s1.addr_width values (ADDR_WIDTH_4LEVEL / ADDR_WIDTH_5LEVEL, drivers/iommu/intel/iommu.h). */
 export const ADDR_WIDTH_4LEVEL = 48;
 export const ADDR_WIDTH_5LEVEL = 57;
 

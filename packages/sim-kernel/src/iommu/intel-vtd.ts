@@ -1,3 +1,13 @@
+import {
+  IOMMU_HW_INFO_TYPE_DEFAULT,
+  IOMMU_HW_INFO_TYPE_INTEL_VTD,
+  IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17,
+  IOMMU_HWPT_ALLOC_PASID,
+  IOMMU_HWPT_DATA_VTD_S1,
+  IOMMU_VTD_S1_EAFE,
+  IOMMU_VTD_S1_SRE,
+  IommuHwInfoVtd,
+} from '@vfio-ts/uapi/linux-7.2';
 import { ErrnoError } from '@vfio-ts/uapi/runtime';
 import type { PhysMemory, PhysRange } from '../hw/phys-memory.js';
 import { BlockedDomain } from './blocked-domain.js';
@@ -54,16 +64,7 @@ import {
 } from './io-pgfault.js';
 import { PTE_A, PTE_D, PTE_R, PTE_W, type IoPageTable, type PtTable } from './io-pgtable.js';
 import { Iotlb, iotlbTag } from './iotlb.js';
-import {
-  copyVtdS1FromUser,
-  IOMMU_HWPT_DATA_VTD_S1,
-  IOMMU_VTD_S1_EAFE,
-  IOMMU_VTD_S1_SRE,
-  IOMMU_VTD_S1_WPE,
-  VtdNestedDomain,
-  type NestedDomainOwner,
-  type VtdS1Config,
-} from './nested-domain.js';
+import { copyVtdS1FromUser, VtdNestedDomain, type NestedDomainOwner, type VtdS1Config } from './nested-domain.js';
 import { NestedTlb, nestedTag, PagingStructureCache, type NestedTlbEntry } from './nested-tlb.js';
 import { PagingDomain, type PagingDomainOwner } from './paging-domain.js';
 
@@ -87,8 +88,18 @@ export interface IntelVtdOptions {
    * bits track DMA. Default false, as on QEMU.
    */
   dirtyTracking?: boolean;
-  /** `intremap` (ECAP.IR/EIM/MHMV). Default true. */
+  /** `intremap` (ECAP.IR/MHMV). Default true. */
   interruptRemapping?: boolean;
+  /**
+   * `eim` (ECAP.EIM, x2APIC interrupt remapping). QEMU's `eim=auto` turns it on only with
+   * KVM's in-kernel irqchip, so under TCG (the machine of tools/vm) it is off. Default false.
+   */
+  extendedInterruptMode?: boolean;
+  /**
+   * CAP.ESRTPS (enhanced set-root-table-pointer semantics), which QEMU 10.0 does not report
+   * (cap_reg 0x00d2008c222f0686 on the real kernel in tools/vm). Default false.
+   */
+  esrtps?: boolean;
   /** IOTLB entries before the cache is dropped (QEMU's VTD_IOTLB_MAX_SIZE, 1024). */
   iotlbEntries?: number;
   /**
@@ -170,10 +181,11 @@ const VTD_ECAP_SMPWC = 1n << 48n;
 export const IOAPIC_RANGE_START = 0xfee00000n;
 export const IOAPIC_RANGE_END = 0xfeefffffn;
 
-const IOMMU_HW_INFO_TYPE_DEFAULT = 0;
-const IOMMU_HW_INFO_TYPE_INTEL_VTD = 1;
-const IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 = 1;
-const IOMMU_HWPT_ALLOC_PASID = 1 << 3;
+/*
+ * The iommufd uAPI the driver answers (IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC) comes from the
+ * 7.2 bindings; 6.12 defines the same values except IOMMU_HW_INFO_TYPE_DEFAULT and
+ * IOMMU_HWPT_ALLOC_PASID, which only the 7.2 driver (`!this.legacy`) looks at.
+ */
 
 /** Where a domain stands on this unit: its domain id and how many attachments use it. */
 interface DomainTag {
@@ -335,14 +347,18 @@ export class IntelVtdUnit implements PagingDomainOwner, NestedDomainOwner, DmaTr
     const dt = options.deviceTlb ?? nesting;
 
     // vtd_cap_init() (hw/i386/intel_iommu.c).
-    let cap = VTD_CAP_FRO | VTD_CAP_NFR | VTD_CAP_ND | VTD_CAP_MAMV | VTD_CAP_PSI | VTD_CAP_SLLPS | VTD_CAP_ESRTPS;
+    let cap = VTD_CAP_FRO | VTD_CAP_NFR | VTD_CAP_ND | VTD_CAP_MAMV | VTD_CAP_PSI | VTD_CAP_SLLPS;
+    if (options.esrtps) cap |= VTD_CAP_ESRTPS;
     cap |= b((aw - 1) & 0x3f) << 16n; // MGAW
     cap |= VTD_CAP_DRAIN;
     cap |= VTD_CAP_SAGAW_39;
     if (aw >= 48) cap |= VTD_CAP_SAGAW_48;
     if (options.cachingMode ?? true) cap |= VTD_CAP_CM;
     let ecap = VTD_ECAP_QI | VTD_ECAP_IRO | VTD_ECAP_PT;
-    if (options.interruptRemapping ?? true) ecap |= VTD_ECAP_IR | VTD_ECAP_EIM | VTD_ECAP_MHMV;
+    if (options.interruptRemapping ?? true) {
+      ecap |= VTD_ECAP_IR | VTD_ECAP_MHMV;
+      if (options.extendedInterruptMode) ecap |= VTD_ECAP_EIM;
+    }
     if (this.scalableMode) ecap |= VTD_ECAP_SMTS | VTD_ECAP_SRS | VTD_ECAP_SLTS;
     if (options.supervisorRequests === false) ecap &= ~VTD_ECAP_SRS;
     if (ssads) ecap |= VTD_ECAP_SSADS;
@@ -804,11 +820,11 @@ export class IntelVtdUnit implements PagingDomainOwner, NestedDomainOwner, DmaTr
       throw new ErrnoError('EOPNOTSUPP', {
         detail: `hw info type ${type} is not IOMMU_HW_INFO_TYPE_INTEL_VTD: intel_iommu_hw_info()`,
       });
-    const data = new Uint8Array(24);
-    const v = new DataView(data.buffer);
-    v.setUint32(0, IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, true);
-    v.setBigUint64(8, this.cap, true);
-    v.setBigUint64(16, this.ecap, true);
+    const data = IommuHwInfoVtd.encode({
+      flags: IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17,
+      cap_reg: this.cap,
+      ecap_reg: this.ecap,
+    }) as Uint8Array<ArrayBuffer>;
     return { type: IOMMU_HW_INFO_TYPE_INTEL_VTD, data };
   }
 

@@ -1,5 +1,5 @@
 import { kfail } from '../errors.js';
-import { groupPasidDomain, IOMMU_NO_PASID } from '../iommufd/iommu-core.js';
+import { groupPasidDomain, IOMMU_NO_PASID } from './iommu-core.js';
 import type { IommuDevice, IommuDomain } from './domain.js';
 
 /**
@@ -11,16 +11,21 @@ import type { IommuDevice, IommuDomain } from './domain.js';
  * device through ops->page_response().
  */
 
-/** struct iommu_fault_page_request flags (include/linux/iommu.h). */
+/*
+ * Kernel-internal (include/linux/iommu.h: 6.7 moved the fault structs out of the removed
+ * include/uapi/linux/iommu.h and renumbered the request flags; the 5.10 uAPI values are
+ * in iommu/uapi.ts): not in the UAPI bindings.
+ */
+/** struct iommu_fault_page_request flags. */
 export const IOMMU_FAULT_PAGE_REQUEST_PASID_VALID = 1 << 0;
 export const IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE = 1 << 1;
 export const IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID = 1 << 2;
-/** IOMMU_FAULT_PERM_*. */
+/** IOMMU_FAULT_PERM_* (include/linux/iommu.h). */
 export const IOMMU_FAULT_PERM_READ = 1 << 0;
 export const IOMMU_FAULT_PERM_WRITE = 1 << 1;
 export const IOMMU_FAULT_PERM_EXEC = 1 << 2;
 export const IOMMU_FAULT_PERM_PRIV = 1 << 3;
-/** enum iommu_page_response_code. */
+/** enum iommu_page_response_code (include/linux/iommu.h). */
 export const IOMMU_PAGE_RESP_SUCCESS = 0;
 export const IOMMU_PAGE_RESP_INVALID = 1;
 export const IOMMU_PAGE_RESP_FAILURE = 2;

@@ -1,4 +1,33 @@
+// tools/testing/selftests/iommu/iommufd_test.h and iommufd.h of the 7.2 bindings. 6.12's
+// selftest header defines the aperture, the NO_DIRTY flag and the iotlb constants alike; the
+// 2 KiB page and 1 MiB huge page sizes are 6.12's MOCK_IO_PAGE_SIZE / MOCK_HUGE_PAGE_SIZE
+// in selftest.c (the same values); the rest is 7.2's alone and used on 7.2 only.
+import {
+  IOMMU_HW_INFO_SELFTEST_REGVAL,
+  IOMMU_HW_INFO_TYPE_DEFAULT,
+  IOMMU_HW_INFO_TYPE_SELFTEST,
+  IOMMU_HWPT_ALLOC_PASID,
+  IOMMU_HWPT_DATA_NONE,
+  IOMMU_HWPT_DATA_SELFTEST,
+  IOMMU_TEST_DEV_CACHE_DEFAULT,
+  IommuHwptSelftest,
+  IommuTestHwInfo,
+  MOCK_APERTURE_LAST,
+  MOCK_APERTURE_START,
+  MOCK_DEV_CACHE_NUM,
+  MOCK_FLAGS_DEVICE_NO_DIRTY,
+  MOCK_FLAGS_DEVICE_PASID,
+  MOCK_HUGE_PAGE_SIZE,
+  MOCK_IOMMUPT_DEFAULT,
+  MOCK_IOMMUPT_HUGE,
+  MOCK_NESTED_DOMAIN_IOTLB_NUM,
+  MOCK_PAGE_SIZE,
+  MOCK_PASID_WIDTH,
+} from '@vfio-ts/uapi/linux-7.2';
+// 6.12's alone: the huge-IOVA device flag, and struct iommu_hwpt_selftest without pagetable_type.
+import { IommuHwptSelftest as IommuHwptSelftest612, MOCK_FLAGS_DEVICE_HUGE_IOVA } from '@vfio-ts/uapi/linux-6.12';
 import { kfail } from '../errors.js';
+import { offsetofend } from '../lib/codec.js';
 import { IntervalTree, ItNode } from '../lib/interval-tree.js';
 import type { AddressSpace } from '../mm/address-space.js';
 import { BlockedDomain } from './blocked-domain.js';
@@ -36,31 +65,10 @@ import type {
  *   pages, the whole 2^38 VA space).
  */
 
-export const MOCK_APERTURE_START = 1n << 24n;
-export const MOCK_APERTURE_LAST = (1n << 31n) - 1n;
-export const MOCK_PAGE_SIZE = 2048;
-export const MOCK_HUGE_PAGE_SIZE = 512 * MOCK_PAGE_SIZE;
-export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
-/** 6.12 only. */
-export const MOCK_FLAGS_DEVICE_HUGE_IOVA = 1 << 1;
-/** 7.2 only. */
-export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
-export const MOCK_IOMMUPT_DEFAULT = 0;
-export const MOCK_IOMMUPT_HUGE = 1;
-/** MOCK_PASID_WIDTH (7.2). */
-export const MOCK_PASID_WIDTH = 20;
-export const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
-export const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
-export const IOMMU_HWPT_DATA_SELFTEST = 0xdead;
-export const IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
-export const MOCK_DEV_CACHE_NUM = 4;
-export const MOCK_NESTED_DOMAIN_IOTLB_NUM = 4;
-export const IOMMU_TEST_IOTLB_DEFAULT = 0xbadbeef;
-
-const IOMMU_HWPT_DATA_NONE = 0;
-const IOMMU_HW_INFO_TYPE_DEFAULT = 0;
+const APERTURE_START = BigInt(MOCK_APERTURE_START);
+const APERTURE_LAST = BigInt(MOCK_APERTURE_LAST);
 const GRANULE = BigInt(MOCK_PAGE_SIZE);
-/** 7.2: the VA width of a three-level mock table (starting_level 2): 11 + 9 * 3. */
+/** 7.2: the VA width of a three-level mock table (starting_level 2): 11 + 9 * 3 (selftest.c, kernel-internal). */
 const MOCK_PT_VASZ_LG2 = 38;
 
 export type MockVersion = '6.12' | '7.2';
@@ -130,7 +138,7 @@ export class MockPagingDomain implements IommuDomain {
     this.huge = opts.huge;
     this.nestParent = opts.nestParent;
     if (owner.version === '6.12') {
-      this.geometry = { apertureStart: MOCK_APERTURE_START, apertureEnd: MOCK_APERTURE_LAST, forceAperture: false };
+      this.geometry = { apertureStart: APERTURE_START, apertureEnd: APERTURE_LAST, forceAperture: false };
       this.pgsizeBitmap = BigInt(MOCK_PAGE_SIZE) | (opts.hugeIova ? BigInt(MOCK_HUGE_PAGE_SIZE) : 0n);
     } else if (opts.huge) {
       // "In huge mode userspace should only provide huge pages, we have to include
@@ -138,7 +146,7 @@ export class MockPagingDomain implements IommuDomain {
       this.geometry = { apertureStart: 0n, apertureEnd: (1n << BigInt(MOCK_PT_VASZ_LG2)) - 1n, forceAperture: true };
       this.pgsizeBitmap = BigInt(MOCK_HUGE_PAGE_SIZE) | 4096n;
     } else {
-      this.geometry = { apertureStart: MOCK_APERTURE_START, apertureEnd: MOCK_APERTURE_LAST, forceAperture: true };
+      this.geometry = { apertureStart: APERTURE_START, apertureEnd: APERTURE_LAST, forceAperture: true };
       // pt_iommu get_info(): every size of the three levels below 2^(vasz - 1).
       let b = 0n;
       for (let lg2 = 11; lg2 < MOCK_PT_VASZ_LG2 - 1; lg2++) b |= 1n << BigInt(lg2);
@@ -478,8 +486,8 @@ export class MockIommu implements IommuUnit {
   hwInfo(_dev: IommuDevice, type: number): HwInfo {
     if (this.version === '7.2' && type !== IOMMU_HW_INFO_TYPE_DEFAULT && type !== IOMMU_HW_INFO_TYPE_SELFTEST)
       kfail('EOPNOTSUPP', `mock_domain_hw_info: type 0x${(type >>> 0).toString(16)} is neither DEFAULT nor SELFTEST`);
-    const data = new Uint8Array(8);
-    new DataView(data.buffer).setUint32(4, IOMMU_HW_INFO_SELFTEST_REGVAL, true);
+    // struct iommu_test_hw_info.
+    const data = IommuTestHwInfo.encode({ test_reg: IOMMU_HW_INFO_SELFTEST_REGVAL }) as Uint8Array<ArrayBuffer>;
     return { type: IOMMU_HW_INFO_TYPE_SELFTEST, data };
   }
 
@@ -522,20 +530,22 @@ export class MockIommu implements IommuUnit {
   }
 
   /**
-   * iommu_copy_struct_from_user() of struct iommu_hwpt_selftest (8 bytes, minimum
-   * offsetofend(iotlb) = 4).
+   * iommu_copy_struct_from_user() of struct iommu_hwpt_selftest (minimum offsetofend(iotlb)).
    */
   copyHwptSelftest(userData: IommuUserData): { iotlb: number; pagetableType: number } {
     // sizeof(struct iommu_hwpt_selftest): 4 in 6.12, 8 in 7.2 (pagetable_type).
-    const size = this.version === '6.12' ? 4 : 8;
+    const codec = this.version === '6.12' ? IommuHwptSelftest612 : IommuHwptSelftest;
+    const size = codec.size;
+    const minsz = offsetofend(codec, 'iotlb');
     if (userData.type !== IOMMU_HWPT_DATA_SELFTEST)
       kfail('EINVAL', '__iommu_copy_struct_from_user: data type mismatch');
-    if (userData.len < 4 || size < userData.len)
-      kfail('EINVAL', `__iommu_copy_struct_from_user: data_len ${userData.len} is not in [4, ${size}]`);
+    if (userData.len < minsz || size < userData.len)
+      kfail('EINVAL', `__iommu_copy_struct_from_user: data_len ${userData.len} is not in [${minsz}, ${size}]`);
     const bytes = new Uint8Array(size);
     bytes.set(this.mm.read(userData.uptr, userData.len));
-    const dv = new DataView(bytes.buffer);
-    return { iotlb: dv.getUint32(0, true), pagetableType: size >= 8 ? dv.getUint32(4, true) : 0 };
+    if (codec === IommuHwptSelftest612) return { iotlb: codec.decode(bytes).iotlb, pagetableType: 0 };
+    const cfg = IommuHwptSelftest.decode(bytes);
+    return { iotlb: cfg.iotlb, pagetableType: cfg.pagetable_type };
   }
 
   /**
@@ -638,8 +648,6 @@ export class MockIommu implements IommuUnit {
     return [];
   }
 }
-
-const IOMMU_HWPT_ALLOC_PASID = 1 << 3;
 
 /** __ffs() of a nonzero 64-bit value. */
 function ffs64(x: bigint): number {

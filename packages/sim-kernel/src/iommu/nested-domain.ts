@@ -1,23 +1,31 @@
+import {
+  IOMMU_HWPT_DATA_VTD_S1,
+  IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
+  IOMMU_VTD_INV_FLAGS_LEAF,
+  IOMMU_VTD_S1_EAFE,
+  IOMMU_VTD_S1_SRE,
+  IOMMU_VTD_S1_WPE,
+  IommuHwptVtdS1,
+  IommuHwptVtdS1Invalidate,
+} from '@vfio-ts/uapi/linux-7.2';
 import { kfail } from '../errors.js';
+import { dataView, offsetofend } from '../lib/codec.js';
 import type { AddressSpace } from '../mm/address-space.js';
 import type { DomainGeometry, IommuDomain, IommuUnit } from './domain.js';
 import type { IopfHandler } from './io-pgfault.js';
 import type { PagingDomain } from './paging-domain.js';
 
-/** IOMMU_HWPT_DATA_VTD_S1. */
-export const IOMMU_HWPT_DATA_VTD_S1 = 1;
-/** IOMMU_HWPT_INVALIDATE_DATA_VTD_S1. */
-export const IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 = 0;
-/** enum iommu_hwpt_vtd_s1_flags. */
-export const IOMMU_VTD_S1_SRE = 1 << 0;
-export const IOMMU_VTD_S1_EAFE = 1 << 1;
-export const IOMMU_VTD_S1_WPE = 1 << 2;
-/** IOMMU_VTD_INV_FLAGS_LEAF. */
-export const IOMMU_VTD_INV_FLAGS_LEAF = 1 << 0;
-/** sizeof(struct iommu_hwpt_vtd_s1), and offsetofend(.., __reserved): the struct never grew. */
-const VTD_S1_SIZE = 24;
-/** sizeof(struct iommu_hwpt_vtd_s1_invalidate) = offsetofend(.., __reserved). */
-const VTD_S1_INV_SIZE = 24;
+/*
+ * The VT-d data of IOMMU_HWPT_ALLOC and IOMMU_HWPT_INVALIDATE (struct iommu_hwpt_vtd_s1,
+ * struct iommu_hwpt_vtd_s1_invalidate and their constants) from the 7.2 bindings: 6.12
+ * defines them alike (packages/uapi/ir).
+ */
+/** sizeof(struct iommu_hwpt_vtd_s1) and the minimum iommu_copy_struct_from_user() takes, offsetofend(.., __reserved). */
+const VTD_S1_SIZE = IommuHwptVtdS1.size;
+const VTD_S1_MINSZ = offsetofend(IommuHwptVtdS1, '__reserved');
+/** The same two of struct iommu_hwpt_vtd_s1_invalidate. */
+const VTD_S1_INV_SIZE = IommuHwptVtdS1Invalidate.size;
+const VTD_S1_INV_MINSZ = offsetofend(IommuHwptVtdS1Invalidate, '__reserved');
 const U64_MAX = (1n << 64n) - 1n;
 
 /** struct iommu_hwpt_vtd_s1 as the driver keeps it (dmar_domain->s1_cfg). */
@@ -47,16 +55,10 @@ export interface NestedDomainOwner extends IommuUnit {
  */
 export function copyVtdS1FromUser(mm: AddressSpace, data: { type: number; uptr: bigint; len: number }): VtdS1Config {
   if (data.type !== IOMMU_HWPT_DATA_VTD_S1) kfail('EINVAL', '__iommu_copy_struct_from_user: data type mismatch');
-  if (data.len < VTD_S1_SIZE || VTD_S1_SIZE < data.len)
+  if (data.len < VTD_S1_MINSZ || VTD_S1_SIZE < data.len)
     kfail('EINVAL', `__iommu_copy_struct_from_user: data_len ${data.len} is not sizeof(struct iommu_hwpt_vtd_s1)`);
-  const b = mm.read(data.uptr, VTD_S1_SIZE);
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return {
-    flags: dv.getBigUint64(0, true),
-    pgtblAddr: dv.getBigUint64(8, true),
-    addrWidth: dv.getUint32(16, true),
-    reserved: dv.getUint32(20, true),
-  };
+  const s1 = IommuHwptVtdS1.decodeFrom(dataView(mm.read(data.uptr, VTD_S1_SIZE)), 0);
+  return { flags: s1.flags, pgtblAddr: s1.pgtbl_addr, addrWidth: s1.addr_width, reserved: s1.__reserved };
 }
 
 /**
@@ -129,17 +131,13 @@ export class VtdNestedDomain implements IommuDomain {
         kfail('EINVAL', 'intel_nested_cache_invalidate_user: data type is not IOMMU_HWPT_INVALIDATE_DATA_VTD_S1');
       for (let index = 0; index < array.entryNum; index++) {
         // iommu_copy_struct_from_user_array(&inv_entry, array, VTD_S1, index, __reserved)
-        if (array.entryLen < VTD_S1_INV_SIZE || VTD_S1_INV_SIZE < array.entryLen)
+        if (array.entryLen < VTD_S1_INV_MINSZ || VTD_S1_INV_SIZE < array.entryLen)
           kfail(
             'EINVAL',
             `__iommu_copy_struct_from_user: entry_len ${array.entryLen} is not sizeof(struct iommu_hwpt_vtd_s1_invalidate)`,
           );
         const b = mm.read(BigInt.asUintN(64, array.uptr + BigInt(array.entryLen) * BigInt(index)), VTD_S1_INV_SIZE);
-        const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-        const addr = dv.getBigUint64(0, true);
-        const npages = dv.getBigUint64(8, true);
-        const flags = dv.getUint32(16, true);
-        const reserved = dv.getUint32(20, true);
+        const { addr, npages, flags, __reserved: reserved } = IommuHwptVtdS1Invalidate.decodeFrom(dataView(b), 0);
         if (flags & ~IOMMU_VTD_INV_FLAGS_LEAF || reserved)
           kfail('EOPNOTSUPP', 'intel_nested_cache_invalidate_user: unknown flags or nonzero __reserved');
         if (addr & 0xfffn || (npages === U64_MAX && addr))

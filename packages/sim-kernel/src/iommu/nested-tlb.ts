@@ -30,6 +30,47 @@ function tagDid(tag: number): number {
   return Math.floor(tag / 0x100000);
 }
 
+/**
+ * What the IOTLB and the paging-structure caches share: entries kept per (domain id, PASID)
+ * tag, their count against the capacity, and the tag- and domain-selective invalidations.
+ */
+abstract class TaggedCache<T> {
+  protected readonly tags = new Map<number, T>();
+  protected count = 0;
+  /** Invalidation requests received (for tests and figures). */
+  invalidations = 0;
+
+  constructor(readonly capacity = 1024) {}
+
+  /** Number of cached entries. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Every entry of a (domain id, PASID) tag (PASID-selective invalidation). */
+  flushTag(tag: number): void {
+    this.invalidations++;
+    this.drop(tag);
+  }
+
+  /** Every entry of domain id `did`, all PASIDs (domain-selective invalidation). */
+  flushDid(did: number): void {
+    this.invalidations++;
+    for (const tag of [...this.tags.keys()]) if (tagDid(tag) === did) this.drop(tag);
+  }
+
+  /** flushRange() for every PASID of domain id `did`. */
+  flushDidRange(did: number, firstPfn: number, lastPfn: number): void {
+    for (const tag of [...this.tags.keys()]) if (tagDid(tag) === did) this.flushRange(tag, firstPfn, lastPfn);
+  }
+
+  /** The entries of `tag` that cover any of the 4 KiB pages [firstPfn, lastPfn]. */
+  abstract flushRange(tag: number, firstPfn: number, lastPfn: number): void;
+
+  /** Forgets `tag` and its entries (without counting an invalidation). */
+  protected abstract drop(tag: number): void;
+}
+
 /** A cached combined translation. */
 export interface NestedTlbEntry {
   /** log2 of the page size: 12, 21 or 30. */
@@ -62,20 +103,11 @@ interface TagTlb {
 }
 
 /** An IOTLB for first-stage / nested translations (page-size aware). */
-export class NestedTlb {
-  private readonly tags = new Map<number, TagTlb>();
-  private count = 0;
+export class NestedTlb extends TaggedCache<TagTlb> {
   private lastTag = -1;
   private last: TagTlb | undefined;
   hits = 0;
   misses = 0;
-  invalidations = 0;
-
-  constructor(readonly capacity = 1024) {}
-
-  get size(): number {
-    return this.count;
-  }
 
   /** The entry translating 4 KiB page `pfn` (input address >> 12) under `tag`. */
   lookup(tag: number, pfn: number): NestedTlbEntry | undefined {
@@ -135,19 +167,7 @@ export class NestedTlb {
     this.count = 0;
   }
 
-  /** Every entry of a (domain id, PASID) tag (PASID-selective invalidation). */
-  flushTag(tag: number): void {
-    this.invalidations++;
-    this.drop(tag);
-  }
-
-  /** Every entry of domain id `did`, all PASIDs (domain-selective invalidation). */
-  flushDid(did: number): void {
-    this.invalidations++;
-    for (const tag of [...this.tags.keys()]) if (tagDid(tag) === did) this.drop(tag);
-  }
-
-  private drop(tag: number): void {
+  protected override drop(tag: number): void {
     const t = this.tags.get(tag);
     if (!t) return;
     this.count -= t.small.size + (t.mid?.size ?? 0) + (t.big?.size ?? 0);
@@ -159,18 +179,13 @@ export class NestedTlb {
    * Page-selective invalidation: every entry of `tag` whose page overlaps the 4 KiB pages
    * [firstPfn, lastPfn].
    */
-  flushRange(tag: number, firstPfn: number, lastPfn: number): void {
+  override flushRange(tag: number, firstPfn: number, lastPfn: number): void {
     this.invalidations++;
     const t = this.tags.get(tag);
     if (!t) return;
     this.count -= dropKeys(t.small, firstPfn, lastPfn);
     if (t.mid) this.count -= dropKeys(t.mid, Math.floor(firstPfn / 512), Math.floor(lastPfn / 512));
     if (t.big) this.count -= dropKeys(t.big, Math.floor(firstPfn / 262144), Math.floor(lastPfn / 262144));
-  }
-
-  /** flushRange() for every PASID of domain id `did`. */
-  flushDidRange(did: number, firstPfn: number, lastPfn: number): void {
-    for (const tag of [...this.tags.keys()]) if (tagDid(tag) === did) this.flushRange(tag, firstPfn, lastPfn);
   }
 
   /** Every cached entry of `tag` (for tests): [input pfn of the page start, entry]. */
@@ -217,17 +232,8 @@ export interface PscEntry {
  * from 2 (PDE) to 5 (PML5E), the entries of that level by the input address bits above the
  * level (pfn >> 9 * (L - 1)).
  */
-export class PagingStructureCache {
-  private readonly tags = new Map<number, (Map<number, PscEntry> | undefined)[]>();
-  private count = 0;
+export class PagingStructureCache extends TaggedCache<(Map<number, PscEntry> | undefined)[]> {
   hits = 0;
-  invalidations = 0;
-
-  constructor(readonly capacity = 1024) {}
-
-  get size(): number {
-    return this.count;
-  }
 
   /** The cached entry of `level` for `pfn`. */
   lookup(tag: number, level: number, pfn: number): PscEntry | undefined {
@@ -258,17 +264,7 @@ export class PagingStructureCache {
     this.count = 0;
   }
 
-  flushTag(tag: number): void {
-    this.invalidations++;
-    this.drop(tag);
-  }
-
-  flushDid(did: number): void {
-    this.invalidations++;
-    for (const tag of [...this.tags.keys()]) if (tagDid(tag) === did) this.drop(tag);
-  }
-
-  private drop(tag: number): void {
+  protected override drop(tag: number): void {
     const levels = this.tags.get(tag);
     if (!levels) return;
     for (const m of levels) if (m) this.count -= m.size;
@@ -276,7 +272,7 @@ export class PagingStructureCache {
   }
 
   /** Entries of `tag` at any level whose range overlaps the 4 KiB pages [firstPfn, lastPfn]. */
-  flushRange(tag: number, firstPfn: number, lastPfn: number): void {
+  override flushRange(tag: number, firstPfn: number, lastPfn: number): void {
     this.invalidations++;
     const levels = this.tags.get(tag);
     if (!levels) return;
@@ -285,11 +281,6 @@ export class PagingStructureCache {
       const s = 2 ** (9 * (level - 1));
       this.count -= dropKeys(m, Math.floor(firstPfn / s), Math.floor(lastPfn / s));
     });
-  }
-
-  /** flushRange() for every PASID of domain id `did`. */
-  flushDidRange(did: number, firstPfn: number, lastPfn: number): void {
-    for (const tag of [...this.tags.keys()]) if (tagDid(tag) === did) this.flushRange(tag, firstPfn, lastPfn);
   }
 
   /** Number of cached entries of `tag` per level (for tests). */

@@ -1,30 +1,47 @@
-import { ErrnoError } from '@vfio-ts/uapi/runtime';
-import { kfail } from '../errors.js';
-import type { Kernel } from '../kernel.js';
-import type { IommuDevice, IommuDomain } from './domain.js';
-import type { DevicePageRequest, IntelVtdUnit } from './intel-vtd.js';
-import { IOMMU_VTD_S1_EAFE, IOMMU_VTD_S1_SRE } from './nested-domain.js';
-import { PagingDomain } from './paging-domain.js';
 import {
   IOMMU_CACHE_INV_TYPE_DEV_IOTLB,
   IOMMU_CACHE_INV_TYPE_IOTLB,
   IOMMU_CACHE_INV_TYPE_NR,
   IOMMU_FAULT_PAGE_REQ,
-  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE_510,
-  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID_510,
-  IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA_510,
-  IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID_510,
+  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+  IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA,
+  IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID,
+  IOMMU_FAULT_PERM_EXEC,
+  IOMMU_FAULT_PERM_PRIV,
+  IOMMU_FAULT_PERM_READ,
+  IOMMU_FAULT_PERM_WRITE,
   IOMMU_INV_ADDR_FLAGS_LEAF,
   IOMMU_INV_ADDR_FLAGS_PASID,
   IOMMU_INV_GRANU_ADDR,
   IOMMU_INV_GRANU_PASID,
   IOMMU_INV_PASID_FLAGS_PASID,
+  IOMMU_PAGE_RESP_FAILURE,
+  IOMMU_PAGE_RESP_INVALID,
   IOMMU_PASID_FORMAT_INTEL_VTD,
   IOMMU_SVA_GPASID_VAL,
   IOMMU_SVA_VTD_GPASID_EAFE,
   IOMMU_SVA_VTD_GPASID_LAST,
   IOMMU_SVA_VTD_GPASID_MTS_MASK,
   IOMMU_SVA_VTD_GPASID_SRE,
+} from '@vfio-ts/uapi/linux-5.10';
+// The host PASID entry is set up from struct iommu_hwpt_vtd_s1 flags, as the nested
+// domains of later kernels do (IntelVtdUnit.setupNestedPasid()); 5.10's headers have no
+// such struct, so its flags come from the 7.2 bindings (the same in 6.12).
+import { IOMMU_VTD_S1_EAFE, IOMMU_VTD_S1_SRE } from '@vfio-ts/uapi/linux-7.2';
+import {
+  IOMMU_NESTING_FEAT_BIND_PGTBL,
+  IOMMU_NESTING_FEAT_CACHE_INVLD,
+  IOMMU_NESTING_FEAT_SYSWIDE_PASID,
+  IommuNestingInfo,
+} from '@vfio-ts/uapi/rfc-vfio-nesting';
+import { ErrnoError } from '@vfio-ts/uapi/runtime';
+import { kfail } from '../errors.js';
+import type { Kernel } from '../kernel.js';
+import type { IommuDevice, IommuDomain } from './domain.js';
+import type { DevicePageRequest, IntelVtdUnit } from './intel-vtd.js';
+import { PagingDomain } from './paging-domain.js';
+import {
   GPASID_BIND_DATA_SIZE,
   iommuReportDeviceFault510,
   registerIommuUapiOps,
@@ -52,7 +69,7 @@ import { ioasidAllocatorOf, type IoasidAllocator } from './uapi-ioasid.js';
 
 /** PASID_MAX (intel/pasid.h): 20-bit PASIDs. */
 export const PASID_MAX = 0x100000;
-/** ADDR_WIDTH_4LEVEL / ADDR_WIDTH_5LEVEL. */
+/** ADDR_WIDTH_4LEVEL / ADDR_WIDTH_5LEVEL (include/linux/intel-iommu.h in 5.10, kernel-internal). */
 const ADDR_WIDTH_4LEVEL = 48;
 const ADDR_WIDTH_5LEVEL = 57;
 /**
@@ -62,7 +79,10 @@ const ADDR_WIDTH_5LEVEL = 57;
  */
 export const HOST_LA57 = false;
 
-/** VT-d capability bits the nesting info reports (VTD_CAP_MASK / VTD_ECAP_MASK of v7 16/16). */
+/**
+ * VT-d capability bits the nesting info reports (VTD_CAP_MASK / VTD_ECAP_MASK of v7 16/16;
+ * the bits are cap_fl1gp_support() ... ecap_pasid() of include/linux/intel-iommu.h in 5.10).
+ */
 const CAP_FL1GP = 1n << 56n;
 const CAP_FL5LP = 1n << 60n;
 const ECAP_PRS = 1n << 29n;
@@ -84,12 +104,8 @@ export interface NestingInfo {
   vtd: { flags: number; capReg: bigint; ecapReg: bigint };
 }
 
-/** IOMMU_NESTING_FEAT_* (v7 01/16). */
-export const IOMMU_NESTING_FEAT_SYSWIDE_PASID = 1 << 0;
-export const IOMMU_NESTING_FEAT_BIND_PGTBL = 1 << 1;
-export const IOMMU_NESTING_FEAT_CACHE_INVLD = 1 << 2;
 /** sizeof(struct iommu_nesting_info) with the VT-d vendor member (headers/rfc-vfio-nesting). */
-export const IOMMU_NESTING_INFO_SIZE = 56;
+export const IOMMU_NESTING_INFO_SIZE = IommuNestingInfo.size;
 
 /** struct intel_svm_dev. */
 interface SvmDev {
@@ -137,11 +153,6 @@ function log(s: IntelSvm510, d: SvmDescriptor): void {
   s.descriptors.push(d);
   if (s.descriptors.length > 1024) s.descriptors.shift();
 }
-
-/** QI_RESP_* as enum iommu_page_response_code values at the device. */
-const RESP_SUCCESS = 0;
-const RESP_INVALID = 1;
-const RESP_FAILURE = 2;
 
 /**
  * Installs 5.10's intel-iommu SVM side on `unit`: the uAPI ops, PRI enabled on every device
@@ -275,8 +286,9 @@ function intelSvmBindGpasid(s: IntelSvm510, domain: IommuDomain, dev: IommuDevic
       `argsz ${data.argsz} < offsetofend(vendor.vtd) ${GPASID_BIND_DATA_SIZE}: intel_svm_bind_gpasid()`,
       'argsz',
     );
-  if (data.vtd.flags & ~(IOMMU_SVA_VTD_GPASID_LAST - 1n))
-    kfail('EINVAL', `undefined VT-d flags 0x${data.vtd.flags.toString(16)}: intel_svm_bind_gpasid()`);
+  const vtd = data.vendor.vtd;
+  if (vtd.flags & ~(BigInt(IOMMU_SVA_VTD_GPASID_LAST) - 1n))
+    kfail('EINVAL', `undefined VT-d flags 0x${vtd.flags.toString(16)}: intel_svm_bind_gpasid()`);
   // "VT-d supports devices with full 20 bit PASIDs only"
   if (2 ** dev.pasidBits !== PASID_MAX)
     kfail('EINVAL', `the device supports ${dev.pasidBits}-bit PASIDs, not 20: intel_svm_bind_gpasid()`);
@@ -293,7 +305,7 @@ function intelSvmBindGpasid(s: IntelSvm510, domain: IommuDomain, dev: IommuDevic
     // "We come here when PASID has never been bond to a device."
     svm = {
       pasid,
-      gpasid: data.flags & IOMMU_SVA_GPASID_VAL ? data.gpasid : undefined,
+      gpasid: data.flags & BigInt(IOMMU_SVA_GPASID_VAL) ? data.gpasid : undefined,
       guestMode: false,
       mm: s.kernel.process,
       devs: [],
@@ -339,14 +351,14 @@ function intelPasidSetupNested(
   }
   if (dev.pasidAttached.has(pasid)) kfail('EBUSY', 'the PASID entry is present: intel_pasid_setup_nested()');
   const pd = domain as PagingDomain;
-  if (data.addrWidth === ADDR_WIDTH_5LEVEL) {
+  if (data.addr_width === ADDR_WIDTH_5LEVEL) {
     if (!HOST_LA57 || !(unit.cap & CAP_FL5LP)) {
       unit.log(`${dev.name}: 5-level paging not supported`);
       kfail('EINVAL', '5-level paging not supported (no LA57 on the host CPU): intel_pasid_setup_nested()');
     }
-  } else if (data.addrWidth !== ADDR_WIDTH_4LEVEL) {
-    unit.log(`${dev.name}: Invalid guest address width ${data.addrWidth}`);
-    kfail('EINVAL', `invalid guest address width ${data.addrWidth}: intel_pasid_setup_nested()`);
+  } else if (data.addr_width !== ADDR_WIDTH_4LEVEL) {
+    unit.log(`${dev.name}: Invalid guest address width ${data.addr_width}`);
+    kfail('EINVAL', `invalid guest address width ${data.addr_width}: intel_pasid_setup_nested()`);
   }
   // "First level PGD is in GPA, must be supported by the second level"
   const maxAddr = s.maxAddr.get(pd) ?? 0n;
@@ -355,25 +367,26 @@ function intelPasidSetupNested(
     kfail('EINVAL', `the guest PGD 0x${data.gpgd.toString(16)} is beyond max_addr: intel_pasid_setup_nested()`);
   }
   let flags = 0n;
-  if (data.vtd.flags & IOMMU_SVA_VTD_GPASID_SRE) {
+  const vtdFlags = data.vendor.vtd.flags;
+  if (vtdFlags & BigInt(IOMMU_SVA_VTD_GPASID_SRE)) {
     if (!(unit.ecap & ECAP_SRS)) {
       unit.log(`No supervisor request support on ${unit.name}`);
       kfail('EINVAL', 'SRE without ECAP.SRS: intel_pasid_setup_bind_data()');
     }
     flags |= BigInt(IOMMU_VTD_S1_SRE);
   }
-  if (data.vtd.flags & IOMMU_SVA_VTD_GPASID_EAFE) {
+  if (vtdFlags & BigInt(IOMMU_SVA_VTD_GPASID_EAFE)) {
     if (!(unit.ecap & ECAP_EAFS)) {
       unit.log(`No extended access flag support on ${unit.name}`);
       kfail('EINVAL', 'EAFE without ECAP.EAFS: intel_pasid_setup_bind_data()');
     }
     flags |= BigInt(IOMMU_VTD_S1_EAFE);
   }
-  if (data.vtd.flags & IOMMU_SVA_VTD_GPASID_MTS_MASK) {
+  if (vtdFlags & BigInt(IOMMU_SVA_VTD_GPASID_MTS_MASK)) {
     unit.log(`No memory type support ${unit.name}`);
     kfail('EINVAL', 'memory type flags (PCD, PWT, EMTE, CD): intel_pasid_setup_bind_data()');
   }
-  unit.setupNestedPasid(dev, pasid, pd, { flags, pgtblAddr: data.gpgd, addrWidth: data.addrWidth, reserved: 0 });
+  unit.setupNestedPasid(dev, pasid, pd, { flags, pgtblAddr: data.gpgd, addrWidth: data.addr_width, reserved: 0 });
 }
 
 /**
@@ -434,7 +447,7 @@ function intelIommuSvaInvalidate(
   const ats = unit.deviceState(dev).atsEnabled;
   let size = 0;
   if (info.granularity === IOMMU_INV_GRANU_ADDR)
-    size = orderBase2(BigInt.asUintN(64, info.addrInfo.granuleSize * info.addrInfo.nbGranules) >> 12n);
+    size = orderBase2(BigInt.asUintN(64, info.granu.addr_info.granule_size * info.granu.addr_info.nb_granules) >> 12n);
   for (let type = 0; type < IOMMU_CACHE_INV_TYPE_NR; type++) {
     if (!(info.cache & (1 << type))) continue;
     const granu = INV_TYPE_GRANU_TABLE[type][info.granularity];
@@ -443,22 +456,22 @@ function intelIommuSvaInvalidate(
       break;
     }
     let pasid = 0n;
-    if (info.granularity === IOMMU_INV_GRANU_PASID && info.pasidInfo.flags & IOMMU_INV_PASID_FLAGS_PASID)
-      pasid = info.pasidInfo.pasid;
-    else if (info.granularity === IOMMU_INV_GRANU_ADDR && info.addrInfo.flags & IOMMU_INV_ADDR_FLAGS_PASID)
-      pasid = info.addrInfo.pasid;
+    if (info.granularity === IOMMU_INV_GRANU_PASID && info.granu.pasid_info.flags & IOMMU_INV_PASID_FLAGS_PASID)
+      pasid = info.granu.pasid_info.pasid;
+    else if (info.granularity === IOMMU_INV_GRANU_ADDR && info.granu.addr_info.flags & IOMMU_INV_ADDR_FLAGS_PASID)
+      pasid = info.granu.addr_info.pasid;
     // QI_EIOTLB_PASID() / QI_DEV_IOTLB_PASID(): the descriptor's 20-bit PASID field.
     const p = Number(pasid & 0xfffffn);
     let devTlb = 1 << type === IOMMU_CACHE_INV_TYPE_DEV_IOTLB;
     if (1 << type === IOMMU_CACHE_INV_TYPE_IOTLB) {
-      const addr = info.addrInfo.addr;
+      const addr = info.granu.addr_info.addr;
       if (info.granularity === IOMMU_INV_GRANU_ADDR && size && addr & ((1n << BigInt(12 + size)) - 1n))
         unit.log(`User address not aligned, 0x${addr.toString(16)}, size order ${size}`);
       // "If granu is PASID-selective, address is ignored. We use npages = -1 to indicate that."
       // (1 << size is an int shift in the kernel: orders of 31 or more give no defined
       // descriptor; here they cover the whole input address space.)
       const npages = granu === 'NONG_PASID' ? -1n : 1n << BigInt(size);
-      const ih = (info.addrInfo.flags & IOMMU_INV_ADDR_FLAGS_LEAF) !== 0;
+      const ih = (info.granu.addr_info.flags & IOMMU_INV_ADDR_FLAGS_LEAF) !== 0;
       log(s, { type: 'piotlb', did, pasid: p, addr, npages, ih });
       unit.flushPiotlb(did, p, addr, npages, ih);
       // "Always flush device IOTLB if ATS is enabled."
@@ -468,7 +481,7 @@ function intelIommuSvaInvalidate(
       let sizeOrder = size;
       let addr = 0n;
       if (info.granularity === IOMMU_INV_GRANU_PASID) sizeOrder = 64 - 12;
-      else if (info.granularity === IOMMU_INV_GRANU_ADDR) addr = info.addrInfo.addr;
+      else if (info.granularity === IOMMU_INV_GRANU_ADDR) addr = info.granu.addr_info.addr;
       if (ats) log(s, { type: 'dev-iotlb', dev: dev.name, pasid: p, addr, sizeOrder });
       else unit.log('Passdown device IOTLB flush w/o ATS!');
     }
@@ -491,7 +504,8 @@ function prqEventThread(s: IntelSvm510, dev: IommuDevice, r: DevicePageRequest):
   const address = r.addr & ~0xfffn;
   const read = r.read;
   const write = r.write;
-  let result = RESP_FAILURE;
+  // QI_RESP_*, as the enum iommu_page_response_code values the device is answered with.
+  let result = IOMMU_PAGE_RESP_FAILURE;
   const respond = (): void => {
     // "system software must respond with page group response if ... LPIG bit is set"
     if (!r.last) return;
@@ -518,7 +532,7 @@ function prqEventThread(s: IntelSvm510, dev: IommuDevice, r: DevicePageRequest):
     return respond();
   }
   const sdev = svm.devs.find((d) => d.dev === dev);
-  result = RESP_INVALID;
+  result = IOMMU_PAGE_RESP_INVALID;
   // is_canonical_address() with the kernel's 48-bit virtual addresses.
   const sext = BigInt.asIntN(64, address << 16n) >> 16n;
   if (BigInt.asUintN(64, sext) !== address) return respond();
@@ -533,14 +547,13 @@ function prqEventThread(s: IntelSvm510, dev: IommuDevice, r: DevicePageRequest):
 /** intel_svm_prq_report(): the descriptor as an IOMMU_FAULT_PAGE_REQ event. */
 function intelSvmPrqReport(dev: IommuDevice, r: DevicePageRequest, address: bigint): number {
   let perm = 0;
-  if (r.read) perm |= 1 << 0;
-  if (r.write) perm |= 1 << 1;
-  if (r.exec) perm |= 1 << 2;
-  if (r.priv) perm |= 1 << 3;
+  if (r.read) perm |= IOMMU_FAULT_PERM_READ;
+  if (r.write) perm |= IOMMU_FAULT_PERM_WRITE;
+  if (r.exec) perm |= IOMMU_FAULT_PERM_EXEC;
+  if (r.priv) perm |= IOMMU_FAULT_PERM_PRIV;
   let flags = 0;
-  if (r.last) flags |= IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE_510;
-  if (r.pasid !== undefined)
-    flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID_510 | IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID_510;
+  if (r.last) flags |= IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+  if (r.pasid !== undefined) flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID | IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
   const fault: IommuFault510 = {
     type: IOMMU_FAULT_PAGE_REQ,
     prm: { flags, pasid: r.pasid ?? 0, grpid: r.prgIndex & 0x1ff, perm, addr: address, privateData: [0n, 0n] },
@@ -556,9 +569,9 @@ function intelSvmPrqReport(dev: IommuDevice, r: DevicePageRequest, address: bigi
  */
 function intelSvmPageResponse(s: IntelSvm510, dev: IommuDevice, evt: IommuFault510, msg: PageResponse): void {
   const prm = evt.prm;
-  const pasidPresent = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID_510) !== 0;
-  const privatePresent = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA_510) !== 0;
-  const lastPage = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE_510) !== 0;
+  const pasidPresent = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) !== 0;
+  const privatePresent = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA) !== 0;
+  const lastPage = (prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) !== 0;
   if (!pasidPresent) kfail('EINVAL', 'the page request has no PASID: intel_svm_page_response()');
   if (prm.pasid === 0 || prm.pasid >= PASID_MAX)
     kfail('EINVAL', `PASID ${prm.pasid} is 0 or >= PASID_MAX: intel_svm_page_response()`);

@@ -20,7 +20,7 @@
  * - ioasid_find(NULL, id): ENOENT for an id nobody allocated, else its private data.
  */
 
-/** INVALID_IOASID: ((ioasid_t)-1). */
+/** INVALID_IOASID: ((ioasid_t)-1) (include/linux/ioasid.h, kernel-internal). */
 export const INVALID_IOASID = 0xffffffff;
 
 /** struct ioasid_set: the PASIDs of one owner (an mm) and how many it may hold. */

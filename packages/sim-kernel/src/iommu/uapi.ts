@@ -1,5 +1,32 @@
+import {
+  IOMMU_CACHE_INV_TYPE_DEV_IOTLB,
+  IOMMU_CACHE_INV_TYPE_NR,
+  IOMMU_CACHE_INV_TYPE_PASID,
+  IOMMU_CACHE_INVALIDATE_INFO_VERSION_1,
+  IOMMU_FAULT_PAGE_REQ,
+  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+  IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID,
+  IOMMU_GPASID_BIND_VERSION_1,
+  IOMMU_INV_ADDR_FLAGS_ARCHID,
+  IOMMU_INV_ADDR_FLAGS_LEAF,
+  IOMMU_INV_ADDR_FLAGS_PASID,
+  IOMMU_INV_GRANU_ADDR,
+  IOMMU_INV_GRANU_DOMAIN,
+  IOMMU_INV_GRANU_NR,
+  IOMMU_INV_GRANU_PASID,
+  IOMMU_INV_PASID_FLAGS_ARCHID,
+  IOMMU_INV_PASID_FLAGS_PASID,
+  IOMMU_PAGE_RESP_PASID_VALID,
+  IOMMU_PAGE_RESP_VERSION_1,
+  IOMMU_PASID_FORMAT_LAST,
+  IOMMU_SVA_GPASID_VAL,
+  IommuCacheInvalidateInfo,
+  IommuGpasidBindData,
+  IommuPageResponse,
+} from '@vfio-ts/uapi/linux-5.10';
 import { ErrnoError } from '@vfio-ts/uapi/runtime';
 import { kfail } from '../errors.js';
+import { dataView, offsetofend } from '../lib/codec.js';
 import type { IommuDevice, IommuDomain, IommuUnit } from './domain.js';
 
 /*
@@ -35,152 +62,47 @@ export interface UserPtr {
   read(offset: number, length: number): Uint8Array;
 }
 
-function dv(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
-}
+/*
+ * The structs and constants of 5.10's include/uapi/linux/iommu.h come from the 5.10
+ * bindings (this code only runs as 5.10). The 64-bit flag words of struct
+ * iommu_gpasid_bind_data decode as bigints; the generated flag constants are numbers, widened
+ * with BigInt() where they meet them.
+ */
 
 // ----- struct iommu_gpasid_bind_data -----
 
-export const IOMMU_GPASID_BIND_VERSION_1 = 1;
-export const IOMMU_PASID_FORMAT_INTEL_VTD = 1;
-export const IOMMU_PASID_FORMAT_LAST = 2;
-export const IOMMU_SVA_GPASID_VAL = 1n << 0n;
-export const IOMMU_SVA_VTD_GPASID_SRE = 1n << 0n;
-export const IOMMU_SVA_VTD_GPASID_EAFE = 1n << 1n;
-export const IOMMU_SVA_VTD_GPASID_PCD = 1n << 2n;
-export const IOMMU_SVA_VTD_GPASID_PWT = 1n << 3n;
-export const IOMMU_SVA_VTD_GPASID_EMTE = 1n << 4n;
-export const IOMMU_SVA_VTD_GPASID_CD = 1n << 5n;
-export const IOMMU_SVA_VTD_GPASID_LAST = 1n << 6n;
-export const IOMMU_SVA_VTD_GPASID_MTS_MASK =
-  IOMMU_SVA_VTD_GPASID_CD | IOMMU_SVA_VTD_GPASID_EMTE | IOMMU_SVA_VTD_GPASID_PCD | IOMMU_SVA_VTD_GPASID_PWT;
+const SVA_GPASID_VAL = BigInt(IOMMU_SVA_GPASID_VAL);
 /** sizeof(struct iommu_gpasid_bind_data) and offsetof(.., vendor). */
-export const GPASID_BIND_DATA_SIZE = 72;
-export const GPASID_BIND_DATA_MINSZ = 56;
+export const GPASID_BIND_DATA_SIZE = IommuGpasidBindData.size;
+export const GPASID_BIND_DATA_MINSZ = IommuGpasidBindData.offsets.vendor;
 
 /** struct iommu_gpasid_bind_data as the kernel copied it. */
-export interface GpasidBindData {
-  argsz: number;
-  version: number;
-  format: number;
-  addrWidth: number;
-  flags: bigint;
-  gpgd: bigint;
-  hpasid: bigint;
-  gpasid: bigint;
-  padding: Uint8Array;
-  vtd: { flags: bigint; pat: number; emt: number };
-}
-
-function decodeBindData(b: Uint8Array): GpasidBindData {
-  const v = dv(b);
-  return {
-    argsz: v.getUint32(0, true),
-    version: v.getUint32(4, true),
-    format: v.getUint32(8, true),
-    addrWidth: v.getUint32(12, true),
-    flags: v.getBigUint64(16, true),
-    gpgd: v.getBigUint64(24, true),
-    hpasid: v.getBigUint64(32, true),
-    gpasid: v.getBigUint64(40, true),
-    padding: b.slice(48, 56),
-    vtd: { flags: v.getBigUint64(56, true), pat: v.getUint32(64, true), emt: v.getUint32(68, true) },
-  };
-}
+export type GpasidBindData = IommuGpasidBindData;
 
 // ----- struct iommu_cache_invalidate_info -----
 
-export const IOMMU_CACHE_INVALIDATE_INFO_VERSION_1 = 1;
-export const IOMMU_CACHE_INV_TYPE_IOTLB = 1 << 0;
-export const IOMMU_CACHE_INV_TYPE_DEV_IOTLB = 1 << 1;
-export const IOMMU_CACHE_INV_TYPE_PASID = 1 << 2;
-export const IOMMU_CACHE_INV_TYPE_NR = 3;
-/** enum iommu_inv_granularity. */
-export const IOMMU_INV_GRANU_DOMAIN = 0;
-export const IOMMU_INV_GRANU_PASID = 1;
-export const IOMMU_INV_GRANU_ADDR = 2;
-export const IOMMU_INV_GRANU_NR = 3;
-export const IOMMU_INV_ADDR_FLAGS_PASID = 1 << 0;
-export const IOMMU_INV_ADDR_FLAGS_ARCHID = 1 << 1;
-export const IOMMU_INV_ADDR_FLAGS_LEAF = 1 << 2;
-export const IOMMU_INV_PASID_FLAGS_PASID = 1 << 0;
-export const IOMMU_INV_PASID_FLAGS_ARCHID = 1 << 1;
 /** sizeof(struct iommu_cache_invalidate_info), offsetof(.., granu), offsetofend(.., granu.pasid_info / addr_info). */
-export const CACHE_INVALIDATE_INFO_SIZE = 56;
-export const CACHE_INVALIDATE_INFO_MINSZ = 16;
-export const CACHE_INVALIDATE_PASID_INFO_END = 32;
-export const CACHE_INVALIDATE_ADDR_INFO_END = 56;
+export const CACHE_INVALIDATE_INFO_SIZE = IommuCacheInvalidateInfo.size;
+export const CACHE_INVALIDATE_INFO_MINSZ = IommuCacheInvalidateInfo.offsets.granu;
+export const CACHE_INVALIDATE_PASID_INFO_END = offsetofend(IommuCacheInvalidateInfo, 'granu.pasid_info');
+export const CACHE_INVALIDATE_ADDR_INFO_END = offsetofend(IommuCacheInvalidateInfo, 'granu.addr_info');
 
-/** struct iommu_cache_invalidate_info as the kernel copied it. */
-export interface CacheInvalidateInfo {
-  argsz: number;
-  version: number;
-  cache: number;
-  granularity: number;
-  padding: Uint8Array;
-  pasidInfo: { flags: number; archid: number; pasid: bigint };
-  addrInfo: { flags: number; archid: number; pasid: bigint; addr: bigint; granuleSize: bigint; nbGranules: bigint };
-}
-
-function decodeCacheInfo(b: Uint8Array): CacheInvalidateInfo {
-  const v = dv(b);
-  return {
-    argsz: v.getUint32(0, true),
-    version: v.getUint32(4, true),
-    cache: v.getUint8(8),
-    granularity: v.getUint8(9),
-    padding: b.slice(10, 16),
-    // The union: pasid_info and addr_info overlay each other at offset 16.
-    pasidInfo: { flags: v.getUint32(16, true), archid: v.getUint32(20, true), pasid: v.getBigUint64(24, true) },
-    addrInfo: {
-      flags: v.getUint32(16, true),
-      archid: v.getUint32(20, true),
-      pasid: v.getBigUint64(24, true),
-      addr: v.getBigUint64(32, true),
-      granuleSize: v.getBigUint64(40, true),
-      nbGranules: v.getBigUint64(48, true),
-    },
-  };
-}
+/** struct iommu_cache_invalidate_info as the kernel copied it (the union decoded both ways). */
+export type CacheInvalidateInfo = IommuCacheInvalidateInfo;
 
 // ----- struct iommu_page_response and the fault event -----
 
-export const IOMMU_PAGE_RESP_VERSION_1 = 1;
-export const IOMMU_PAGE_RESP_PASID_VALID = 1 << 0;
-/** enum iommu_fault_type. */
-export const IOMMU_FAULT_DMA_UNRECOV = 1;
-export const IOMMU_FAULT_PAGE_REQ = 2;
-/** struct iommu_fault_page_request flags in 5.10's uapi/linux/iommu.h (later kernels renumbered them). */
-export const IOMMU_FAULT_PAGE_REQUEST_PASID_VALID_510 = 1 << 0;
-export const IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE_510 = 1 << 1;
-export const IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA_510 = 1 << 2;
-export const IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID_510 = 1 << 3;
-
 /** struct iommu_page_response (the kernel never looks at argsz: no uAPI wrapper copies it in 5.10). */
-export interface PageResponse {
-  argsz: number;
-  version: number;
-  flags: number;
-  pasid: number;
-  grpid: number;
-  code: number;
-}
+export type PageResponse = IommuPageResponse;
 
 /** Decodes the 24 bytes of a struct iommu_page_response. */
 export function decodePageResponse(b: Uint8Array): PageResponse {
-  if (b.length < 24) throw new RangeError('struct iommu_page_response is 24 bytes');
-  const v = dv(b);
-  return {
-    argsz: v.getUint32(0, true),
-    version: v.getUint32(4, true),
-    flags: v.getUint32(8, true),
-    pasid: v.getUint32(12, true),
-    grpid: v.getUint32(16, true),
-    code: v.getUint32(20, true),
-  };
+  if (b.length < IommuPageResponse.size)
+    throw new RangeError(`struct iommu_page_response is ${IommuPageResponse.size} bytes`);
+  return IommuPageResponse.decode(b);
 }
 
-/** struct iommu_fault_page_request of 5.10 (flags with the 5.10 values above). */
+/** struct iommu_fault_page_request of 5.10 (flags with 5.10's uAPI values, IOMMU_FAULT_PAGE_REQUEST_*). */
 export interface FaultPageRequest510 {
   flags: number;
   pasid: number;
@@ -246,14 +168,20 @@ export function iommuCheckCacheInvlData(info: CacheInvalidateInfo): void {
     case IOMMU_INV_GRANU_ADDR:
       if (info.cache & IOMMU_CACHE_INV_TYPE_PASID)
         kfail('EINVAL', 'PASID cache invalidation by address: iommu_check_cache_invl_data()');
-      if (info.addrInfo.flags & ~(IOMMU_INV_ADDR_FLAGS_PASID | IOMMU_INV_ADDR_FLAGS_ARCHID | IOMMU_INV_ADDR_FLAGS_LEAF))
-        kfail('EINVAL', `unknown addr_info flags 0x${info.addrInfo.flags.toString(16)}: iommu_check_cache_invl_data()`);
-      break;
-    case IOMMU_INV_GRANU_PASID:
-      if (info.pasidInfo.flags & ~(IOMMU_INV_PASID_FLAGS_PASID | IOMMU_INV_PASID_FLAGS_ARCHID))
+      if (
+        info.granu.addr_info.flags &
+        ~(IOMMU_INV_ADDR_FLAGS_PASID | IOMMU_INV_ADDR_FLAGS_ARCHID | IOMMU_INV_ADDR_FLAGS_LEAF)
+      )
         kfail(
           'EINVAL',
-          `unknown pasid_info flags 0x${info.pasidInfo.flags.toString(16)}: iommu_check_cache_invl_data()`,
+          `unknown addr_info flags 0x${info.granu.addr_info.flags.toString(16)}: iommu_check_cache_invl_data()`,
+        );
+      break;
+    case IOMMU_INV_GRANU_PASID:
+      if (info.granu.pasid_info.flags & ~(IOMMU_INV_PASID_FLAGS_PASID | IOMMU_INV_PASID_FLAGS_ARCHID))
+        kfail(
+          'EINVAL',
+          `unknown pasid_info flags 0x${info.granu.pasid_info.flags.toString(16)}: iommu_check_cache_invl_data()`,
         );
       break;
     case IOMMU_INV_GRANU_DOMAIN:
@@ -275,8 +203,8 @@ export function iommuUapiCacheInvalidate(domain: IommuDomain, dev: IommuDevice, 
   if (!ops) kfail('ENODEV', 'the IOMMU driver has no cache_invalidate op: iommu_uapi_cache_invalidate()');
   const minsz = CACHE_INVALIDATE_INFO_MINSZ;
   const head = uinfo.read(0, minsz);
-  const argsz = dv(head).getUint32(0, true);
-  const granularity = head[9];
+  const argsz = dataView(head).getUint32(IommuCacheInvalidateInfo.offsets.argsz, true);
+  const granularity = head[IommuCacheInvalidateInfo.offsets.granularity];
   if (argsz < minsz)
     kfail('EINVAL', `argsz ${argsz} < offsetof(granu) ${minsz}: iommu_uapi_cache_invalidate()`, 'argsz');
   if (granularity === IOMMU_INV_GRANU_PASID && argsz < CACHE_INVALIDATE_PASID_INFO_END)
@@ -286,7 +214,7 @@ export function iommuUapiCacheInvalidate(domain: IommuDomain, dev: IommuDevice, 
   const bytes = new Uint8Array(CACHE_INVALIDATE_INFO_SIZE);
   bytes.set(head);
   bytes.set(uinfo.read(minsz, Math.min(argsz, CACHE_INVALIDATE_INFO_SIZE) - minsz), minsz);
-  const info = decodeCacheInfo(bytes);
+  const info = IommuCacheInvalidateInfo.decode(bytes);
   iommuCheckCacheInvlData(info);
   ops.cacheInvalidate(domain, dev, info);
 }
@@ -302,7 +230,7 @@ function iommuCheckBindData(data: GpasidBindData): void {
     kfail('EINVAL', `version ${data.version} is not IOMMU_GPASID_BIND_VERSION_1: iommu_check_bind_data()`);
   if (data.format >= IOMMU_PASID_FORMAT_LAST)
     kfail('EINVAL', `format ${data.format} >= IOMMU_PASID_FORMAT_LAST: iommu_check_bind_data()`);
-  if (data.flags & ~IOMMU_SVA_GPASID_VAL)
+  if (data.flags & ~SVA_GPASID_VAL)
     kfail('EINVAL', `unknown flags 0x${data.flags.toString(16)}: iommu_check_bind_data()`);
   if (data.padding.some((x) => x !== 0)) kfail('EINVAL', 'non-zero padding: iommu_check_bind_data()');
 }
@@ -315,13 +243,13 @@ function iommuCheckBindData(data: GpasidBindData): void {
 function iommuSvaPrepareBindData(udata: UserPtr): GpasidBindData {
   const minsz = GPASID_BIND_DATA_MINSZ;
   const head = udata.read(0, minsz);
-  const argsz = dv(head).getUint32(0, true);
+  const argsz = dataView(head).getUint32(IommuGpasidBindData.offsets.argsz, true);
   if (argsz < minsz)
     kfail('EINVAL', `argsz ${argsz} < offsetof(vendor) ${minsz}: iommu_sva_prepare_bind_data()`, 'argsz');
   const bytes = new Uint8Array(GPASID_BIND_DATA_SIZE);
   bytes.set(head);
   bytes.set(udata.read(minsz, Math.min(argsz, GPASID_BIND_DATA_SIZE) - minsz), minsz);
-  const data = decodeBindData(bytes);
+  const data = IommuGpasidBindData.decode(bytes);
   iommuCheckBindData(data);
   return data;
 }
@@ -393,8 +321,7 @@ export function pendingPageRequests510(dev: IommuDevice): readonly IommuFault510
 export function iommuReportDeviceFault510(dev: IommuDevice, fault: IommuFault510): number {
   const p = faultParams.get(dev);
   if (!p) return -22;
-  const pending =
-    fault.type === IOMMU_FAULT_PAGE_REQ && (fault.prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE_510) !== 0;
+  const pending = fault.type === IOMMU_FAULT_PAGE_REQ && (fault.prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) !== 0;
   const evt = { type: fault.type, prm: { ...fault.prm } };
   if (pending) p.faults.push(evt);
   let ret: number;
@@ -431,7 +358,7 @@ export function iommuPageResponse(dev: IommuDevice, msg: Uint8Array | PageRespon
   for (const evt of p.faults) {
     const prm = evt.prm;
     if (prm.grpid !== m.grpid) continue;
-    const needsPasid = (prm.flags & IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID_510) !== 0;
+    const needsPasid = (prm.flags & IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID) !== 0;
     if (needsPasid && (!hasPasid || m.pasid !== prm.pasid)) continue;
     if (!needsPasid && hasPasid) {
       // "No big deal, just clear it."

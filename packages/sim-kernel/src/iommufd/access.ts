@@ -10,9 +10,9 @@ import { IommufdObject } from './object.js';
 import type { IoptPages } from './pages.js';
 
 const PAGE = BigInt(PAGE_SIZE);
-/** IOMMUFD_ACCESS_RW_KTHREAD. */
+/** IOMMUFD_ACCESS_RW_KTHREAD (include/linux/iommufd.h, kernel-internal). */
 export const ACCESS_RW_KTHREAD = 1 << 1;
-/** __IOMMUFD_ACCESS_RW_SLOW_PATH (only honoured with CONFIG_IOMMUFD_TEST). */
+/** __IOMMUFD_ACCESS_RW_SLOW_PATH (drivers/iommu/iommufd/iommufd_private.h; only honoured with CONFIG_IOMMUFD_TEST). */
 export const ACCESS_RW_SLOW_PATH = 1 << 2;
 export { ACCESS_RW_WRITE };
 

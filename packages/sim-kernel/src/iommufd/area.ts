@@ -7,7 +7,7 @@ import { PagesAccess, type IoptPages, type PfnRun } from './pages.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 
-/** IOMMUFD_ACCESS_RW_WRITE. */
+/** IOMMUFD_ACCESS_RW_WRITE (include/linux/iommufd.h, kernel-internal). */
 export const ACCESS_RW_WRITE = 1 << 0;
 
 /**

@@ -1,13 +1,12 @@
+import { IOMMUFD_CMD_BASE } from '@vfio-ts/uapi/linux-7.2';
 import type { StructIoctl } from '@vfio-ts/uapi/runtime';
 import { kfail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
 import type { IoctlArg } from '../vfs/ioctl-arg.js';
 import { SimFile, type MmapTarget } from '../vfs/file.js';
 import { ObjectTable, type IommufdObject } from './object.js';
-import { copyStructFromUserInto, offsetofend, Ucmd, type IoctlOp } from './ucmd.js';
-
-/** IOMMUFD_CMD_BASE. */
-const CMD_BASE = 0x80;
+import { offsetofend } from '../lib/codec.js';
+import { copyStructFromUserInto, Ucmd, type IoctlOp } from './ucmd.js';
 
 /** How pinned pages are charged (enum iopt_pages_account_mode). */
 export type AccountMode = 'none' | 'user' | 'mm';
@@ -52,7 +51,7 @@ export class IoctlTable {
 
   add(op: IoctlOp<any> | undefined): void {
     if (!op) return;
-    this.ops[(op.request & 0xff) - CMD_BASE] = op;
+    this.ops[(op.request & 0xff) - IOMMUFD_CMD_BASE] = op;
   }
 
   /** The table's ARRAY_SIZE. */
@@ -86,7 +85,7 @@ export class IommufdFile extends SimFile {
 
   override ioctl(cmd: number, arg: IoctlArg): number {
     const nr = cmd & 0xff;
-    if (nr < CMD_BASE || nr - CMD_BASE >= this.table.length) {
+    if (nr < IOMMUFD_CMD_BASE || nr - IOMMUFD_CMD_BASE >= this.table.length) {
       if (this.vfioIoctl) return this.vfioIoctl(this.ctx, cmd, arg);
       return kfail('ENOTTY', `iommufd_fops_ioctl: ioctl 0x${(cmd >>> 0).toString(16)} is not an iommufd command`);
     }
@@ -96,7 +95,7 @@ export class IommufdFile extends SimFile {
       raw instanceof Uint8Array && raw.length >= 4
         ? (raw[0] | (raw[1] << 8) | (raw[2] << 16) | (raw[3] << 24)) >>> 0
         : arg.u32(0);
-    const op = this.table.at(nr - CMD_BASE);
+    const op = this.table.at(nr - IOMMUFD_CMD_BASE);
     if (!op || op.request !== cmd)
       return kfail(
         'ENOTTY',

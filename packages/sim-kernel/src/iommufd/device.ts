@@ -1,4 +1,16 @@
-import type { IommuHwInfo } from '@vfio-ts/uapi/linux-7.2';
+// The 7.2 bindings: 6.12 has the same values but lacks IOMMU_HW_INFO_FLAG_INPUT_TYPE and
+// IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED (used on 7.2 only), and IOMMU_HW_INFO_TYPE_DEFAULT, the
+// type asked of the driver on both (0, 6.12's IOMMU_HW_INFO_TYPE_NONE: no particular type).
+import {
+  IOMMU_HW_CAP_DIRTY_TRACKING,
+  IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED,
+  IOMMU_HW_CAP_PCI_PASID_EXEC,
+  IOMMU_HW_CAP_PCI_PASID_PRIV,
+  IOMMU_HW_INFO_FLAG_INPUT_TYPE,
+  IOMMU_HW_INFO_TYPE_DEFAULT,
+  IOMMU_HW_INFO_TYPE_NONE,
+  type IommuHwInfo,
+} from '@vfio-ts/uapi/linux-7.2';
 import { ErrnoError } from '@vfio-ts/uapi/runtime';
 import { invariant, kfail } from '../errors.js';
 import type { IommuDevice } from '../iommu/domain.js';
@@ -22,7 +34,7 @@ import {
   replaceDevicePasid,
   replaceGroupHandle,
   type IommuGroup,
-} from './iommu-core.js';
+} from '../iommu/iommu-core.js';
 import { IommufdObject } from './object.js';
 import type { IoctlOp, Ucmd } from './ucmd.js';
 import { deviceRemoveVdev } from './viommu.js';
@@ -427,14 +439,6 @@ export function getDevice(ctx: IommufdCtx, id: number): IommufdDevice {
   return ctx.objects.get<IommufdDevice>(id, 'device');
 }
 
-const IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1 << 0;
-const IOMMU_HW_INFO_TYPE_NONE = 0;
-const IOMMU_HW_INFO_TYPE_DEFAULT = 0;
-const IOMMU_HW_CAP_DIRTY_TRACKING = 1n << 0n;
-const IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED = 1n << 3n;
-const IOMMU_HW_CAP_PCI_PASID_EXEC = 1n << 1n;
-const IOMMU_HW_CAP_PCI_PASID_PRIV = 1n << 2n;
-
 /** iommufd_get_hw_info(). */
 function getHwInfo(ucmd: Ucmd<IommuHwInfo>): void {
   const cmd = ucmd.cmd;
@@ -467,16 +471,16 @@ function getHwInfo(ucmd: Ucmd<IommuHwInfo>): void {
   cmd.out_data_type = type;
   if (v72) cmd.in_data_type = type;
   let caps = 0n;
-  if (deviceIommuCapable(idev.dev, 'dirty-tracking')) caps |= IOMMU_HW_CAP_DIRTY_TRACKING;
+  if (deviceIommuCapable(idev.dev, 'dirty-tracking')) caps |= BigInt(IOMMU_HW_CAP_DIRTY_TRACKING);
   // 7.2 reports when ATS cannot be used for the device.
-  if (v72 && !deviceIommuCapable(idev.dev, 'pci-ats-supported')) caps |= IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED;
+  if (v72 && !deviceIommuCapable(idev.dev, 'pci-ats-supported')) caps |= BigInt(IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED);
   cmd.out_capabilities = caps;
   const maxPasids = deviceMaxPasids(idev.dev);
   cmd.out_max_pasid_log2 = maxPasids ? Math.floor(Math.log2(maxPasids)) : 0;
   // 7.2: the PCI PASID capability's control bits (pci_pasid_status()).
   if (v72 && maxPasids && idev.dev.pasidCtrl) {
-    if (idev.dev.pasidCtrl.exec) caps |= IOMMU_HW_CAP_PCI_PASID_EXEC;
-    if (idev.dev.pasidCtrl.priv) caps |= IOMMU_HW_CAP_PCI_PASID_PRIV;
+    if (idev.dev.pasidCtrl.exec) caps |= BigInt(IOMMU_HW_CAP_PCI_PASID_EXEC);
+    if (idev.dev.pasidCtrl.priv) caps |= BigInt(IOMMU_HW_CAP_PCI_PASID_PRIV);
     cmd.out_capabilities = caps;
   }
   ucmd.respond();

@@ -1,4 +1,9 @@
-import type { IommuVeventqAlloc } from '@vfio-ts/uapi/linux-7.2';
+import {
+  IOMMU_VEVENTQ_FLAG_LOST_EVENTS,
+  IOMMU_VEVENTQ_TYPE_DEFAULT,
+  IommufdVeventHeader,
+  type IommuVeventqAlloc,
+} from '@vfio-ts/uapi/linux-7.2';
 import { kfail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
 import { SimFile } from '../vfs/file.js';
@@ -7,13 +12,10 @@ import { IommufdObject } from './object.js';
 import type { IoctlOp, Ucmd } from './ucmd.js';
 import { getViommu, type IommufdViommu } from './viommu.js';
 
-const IOMMU_VEVENTQ_TYPE_DEFAULT = 0;
-/** IOMMU_VEVENTQ_FLAG_LOST_EVENTS. */
-export const IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 1 << 0;
-/** VEVENTQ_MAX_DEPTH: an arbitrary upper bound for veventq_depth. */
+/** VEVENTQ_MAX_DEPTH (drivers/iommu/iommufd, kernel-internal): an arbitrary upper bound for veventq_depth. */
 const VEVENTQ_MAX_DEPTH = 1 << 19;
 /** sizeof(struct iommufd_vevent_header). */
-const HDR_SIZE = 8;
+const HDR_SIZE = IommufdVeventHeader.size;
 const INT_MAX = 0x7fffffff;
 
 /** struct iommufd_vevent: a header (flags, sequence) and the event data. */
@@ -93,8 +95,7 @@ export class IommufdVeventq extends IommufdObject {
         break;
       }
       this.deliver.shift();
-      dv.setUint32(done, cur.flags >>> 0, true);
-      dv.setUint32(done + 4, cur.sequence >>> 0, true);
+      IommufdVeventHeader.encodeInto(dv, done, { flags: cur.flags >>> 0, sequence: cur.sequence >>> 0 });
       done += HDR_SIZE;
       buf.set(cur.data, done);
       if (!lost) this.numEvents--;

@@ -1,4 +1,10 @@
-import type { IommuFaultAlloc } from '@vfio-ts/uapi/linux-7.2';
+import {
+  IOMMUFD_PAGE_RESP_INVALID,
+  IOMMUFD_PAGE_RESP_SUCCESS,
+  IommuHwptPageResponse,
+  IommuHwptPgfault,
+  type IommuFaultAlloc,
+} from '@vfio-ts/uapi/linux-7.2';
 import { kfail } from '../errors.js';
 import { IOMMU_PAGE_RESP_INVALID, iopfGroupDequeue, iopfGroupResponse, type IopfGroup } from '../iommu/io-pgfault.js';
 import type { Kernel } from '../kernel.js';
@@ -9,12 +15,14 @@ import type { Hwpt } from './hw-pagetable.js';
 import { IommufdObject } from './object.js';
 import type { IoctlOp, Ucmd } from './ucmd.js';
 
-/** enum iommufd_page_response_code. */
-export const IOMMUFD_PAGE_RESP_SUCCESS = 0;
-export const IOMMUFD_PAGE_RESP_INVALID = 1;
-/** sizeof(struct iommu_hwpt_pgfault) and sizeof(struct iommu_hwpt_page_response). */
-const PGFAULT_SIZE = 40;
-const RESPONSE_SIZE = 8;
+/*
+ * The records of the fault fd, struct iommu_hwpt_pgfault and struct iommu_hwpt_page_response,
+ * and enum iommufd_page_response_code come from the 7.2 bindings: 6.12 defines them alike
+ * (packages/uapi/ir).
+ */
+const PGFAULT_SIZE = IommuHwptPgfault.size;
+const RESPONSE_SIZE = IommuHwptPageResponse.size;
+/** xa_limit_32b (include/linux/xarray.h). */
 const XA_LIMIT_32B = 0xffffffff;
 
 /**
@@ -80,15 +88,15 @@ export class IommufdFault extends IommufdObject {
       const idev = this.deviceOf(group);
       for (const f of group.faults) {
         // iommufd_compose_fault_message()
-        dv.setUint32(done + 0, f.flags >>> 0, true);
-        dv.setUint32(done + 4, idev?.id ?? 0, true);
-        dv.setUint32(done + 8, f.pasid >>> 0, true);
-        dv.setUint32(done + 12, f.grpid >>> 0, true);
-        dv.setUint32(done + 16, f.perm >>> 0, true);
-        dv.setUint32(done + 20, 0, true);
-        dv.setBigUint64(done + 24, BigInt.asUintN(64, f.addr), true);
-        dv.setUint32(done + 32, 0, true);
-        dv.setUint32(done + 36, group.cookie, true);
+        IommuHwptPgfault.encodeInto(dv, done, {
+          flags: f.flags >>> 0,
+          dev_id: idev?.id ?? 0,
+          pasid: f.pasid >>> 0,
+          grpid: f.grpid >>> 0,
+          perm: f.perm >>> 0,
+          addr: BigInt.asUintN(64, f.addr),
+          cookie: group.cookie,
+        });
         done += PGFAULT_SIZE;
       }
     }
@@ -105,8 +113,7 @@ export class IommufdFault extends IommufdObject {
     let done = 0;
     let rc: string | undefined;
     while (count > done) {
-      const cookie = dv.getUint32(done, true);
-      const code = dv.getUint32(done + 4, true);
+      const { cookie, code } = IommuHwptPageResponse.decodeFrom(dv, done);
       if (code !== IOMMUFD_PAGE_RESP_SUCCESS && code !== IOMMUFD_PAGE_RESP_INVALID) {
         rc = `response code ${code} is neither IOMMUFD_PAGE_RESP_SUCCESS nor IOMMUFD_PAGE_RESP_INVALID`;
         break;

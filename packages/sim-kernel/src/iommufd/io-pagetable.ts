@@ -20,9 +20,9 @@ import type { IoptPages } from './pages.js';
 const PAGE = BigInt(PAGE_SIZE);
 /** HPAGE_SIZE on x86_64 (CONFIG_TRANSPARENT_HUGEPAGE, as Debian builds it). */
 export const HPAGE_SIZE = 2n * 1024n * 1024n;
-/** IOPT_ALLOC_IOVA: pick the IOVA (iopt_alloc_iova()) instead of using the given one. */
+/** IOPT_ALLOC_IOVA (drivers/iommu/iommufd/iommufd_private.h): pick the IOVA (iopt_alloc_iova()) instead of using the given one. */
 export const IOPT_ALLOC_IOVA = 1 << 0;
-/** IOMMU_DIRTY_NO_CLEAR (include/linux/iommu.h), the same bit as IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR. */
+/** IOMMU_DIRTY_NO_CLEAR (include/linux/iommu.h, kernel-internal), the same bit as IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR. */
 export const IOMMU_DIRTY_NO_CLEAR = 1 << 0;
 /** xa_limit_16b for iopt->access_list. */
 const ACCESS_ID_LIMIT = 0xffff;

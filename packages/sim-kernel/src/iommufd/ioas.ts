@@ -1,13 +1,23 @@
-import type {
-  IommuIoasAlloc,
-  IommuIoasAllowIovas,
-  IommuIoasChangeProcess,
-  IommuIoasCopy,
-  IommuIoasIovaRanges,
-  IommuIoasMap,
-  IommuIoasMapFile,
-  IommuIoasUnmap,
-  IommuOption,
+// The 7.2 bindings (6.12 defines every constant and struct used here alike). The map path
+// reads them as module constants: nothing is looked up per call.
+import {
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  IOMMU_OPTION_HUGE_PAGES,
+  IOMMU_OPTION_OP_GET,
+  IOMMU_OPTION_OP_SET,
+  IommuIovaRange,
+  MOCK_FLAGS_ACCESS_SYZ,
+  type IommuIoasAlloc,
+  type IommuIoasAllowIovas,
+  type IommuIoasChangeProcess,
+  type IommuIoasCopy,
+  type IommuIoasIovaRanges,
+  type IommuIoasMap,
+  type IommuIoasMapFile,
+  type IommuIoasUnmap,
+  type IommuOption,
 } from '@vfio-ts/uapi/linux-7.2';
 import { ErrnoError } from '@vfio-ts/uapi/runtime';
 import { invariant, kfail } from '../errors.js';
@@ -20,16 +30,7 @@ import { IommufdObject } from './object.js';
 import { IoptPages } from './pages.js';
 import type { IoctlOp, Ucmd } from './ucmd.js';
 
-export const IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0;
-export const IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
-export const IOMMU_IOAS_MAP_READABLE = 1 << 2;
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
-export const IOMMU_OPTION_RLIMIT_MODE = 0;
-export const IOMMU_OPTION_HUGE_PAGES = 1;
-export const IOMMU_OPTION_OP_SET = 0;
-export const IOMMU_OPTION_OP_GET = 1;
-/** MOCK_FLAGS_ACCESS_SYZ: the selftest's syzkaller IOVA encoding (iommufd_test_syz_conv_iova_id()). */
-export const MOCK_FLAGS_ACCESS_SYZ = 1 << 16;
 const U64_MAX = ULONG_MAX;
 
 /** The hw_pagetable side of an IOAS that ioas.c needs (hw-pagetable.ts implements it). */
@@ -105,15 +106,14 @@ function ioasIovaRanges(ucmd: Ucmd<IommuIoasIovaRanges>): void {
   let num = 0;
   cmd.out_iova_alignment = BigInt(ioas.iopt.iovaAlignment);
   const tree = ioas.iopt.reservedItree;
+  const elmSize = BigInt(IommuIovaRange.size);
   for (const it = new SpanIter(tree).first(tree, 0n, ULONG_MAX); !it.done; it.next()) {
     if (!it.isHole) continue;
-    if (num < max) {
-      const elm = new Uint8Array(16);
-      const dv = new DataView(elm.buffer);
-      dv.setBigUint64(0, it.start, true);
-      dv.setBigUint64(8, it.last, true);
-      mm.write(BigInt.asUintN(64, ranges + BigInt(num) * 16n), elm);
-    }
+    if (num < max)
+      mm.write(
+        BigInt.asUintN(64, ranges + BigInt(num) * elmSize),
+        IommuIovaRange.encode({ start: it.start, last: it.last }),
+      );
     num++;
   }
   cmd.num_iovas = num;
@@ -129,11 +129,10 @@ function ioasAllowIovas(ucmd: Ucmd<IommuIoasAllowIovas>): void {
   const mm = ucmd.ctx.kernel.process.mm;
   // iommufd_ioas_load_iovas()
   const allowed = new IntervalTree<null>();
+  const elmSize = IommuIovaRange.size;
   for (let i = 0; i !== cmd.num_iovas; i++) {
-    const bytes = mm.read(BigInt.asUintN(64, cmd.allowed_iovas + BigInt(i) * 16n), 16);
-    const dv = new DataView(bytes.buffer);
-    const start = dv.getBigUint64(0, true);
-    const last = dv.getBigUint64(8, true);
+    const bytes = mm.read(BigInt.asUintN(64, cmd.allowed_iovas + BigInt(i) * BigInt(elmSize)), elmSize);
+    const { start, last } = IommuIovaRange.decode(bytes);
     if (start >= last) kfail('EINVAL', `iommufd_ioas_load_iovas: range ${i} has start >= last`, 'allowed_iovas');
     if (allowed.iterFirst(start, last) !== null)
       kfail('EINVAL', `iommufd_ioas_load_iovas: range ${i} overlaps another`, 'allowed_iovas');

@@ -1,4 +1,9 @@
-import type { IommuDestroy, IommuOption } from '@vfio-ts/uapi/linux-7.2';
+import {
+  IOMMU_OPTION_HUGE_PAGES,
+  IOMMU_OPTION_RLIMIT_MODE,
+  type IommuDestroy,
+  type IommuOption,
+} from '@vfio-ts/uapi/linux-7.2';
 import { kfail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
 import { hasIommufd } from '../versions/index.js';
@@ -7,7 +12,7 @@ import { deviceOps } from './device.js';
 import { eventqOps } from './eventq.js';
 import { faultOps } from './fault.js';
 import { hwptOps } from './hw-pagetable.js';
-import { IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_RLIMIT_MODE, ioasOps, ioasOption, optionRlimitMode } from './ioas.js';
+import { ioasOps, ioasOption, optionRlimitMode } from './ioas.js';
 import { selftestOps } from './selftest.js';
 import type { Ucmd } from './ucmd.js';
 import { viommuOps } from './viommu.js';

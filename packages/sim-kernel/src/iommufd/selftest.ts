@@ -1,22 +1,63 @@
-import type { IommuTestCmd } from '@vfio-ts/uapi/linux-7.2';
+// The selftest header (tools/testing/selftests/iommu/iommufd_test.h) and iommufd.h of the 7.2
+// bindings: 6.12's have the same values for what they define; the ops and constants 6.12
+// lacks (the vIOMMU, vEVENT, PASID, dev-cache and dma-buf ones) are used on 7.2 only.
+import {
+  IOMMU_HWPT_ALLOC_PASID,
+  IOMMU_HWPT_DATA_SELFTEST,
+  IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
+  IOMMU_TEST_INVALIDATE_FLAG_ALL,
+  IOMMU_VEVENTQ_TYPE_SELFTEST,
+  IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+  IOMMU_VIOMMU_TYPE_SELFTEST,
+  IommuHwptInvalidateSelftest,
+  IommuViommuEventSelftest,
+  IommuViommuInvalidateSelftest,
+  IommuViommuSelftest,
+  MOCK_ACCESS_RW_SLOW_PATH,
+  MOCK_ACCESS_RW_WRITE,
+  MOCK_DEV_CACHE_ID_MAX,
+  MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+  MOCK_FLAGS_ACCESS_SYZ,
+  MOCK_FLAGS_ACCESS_WRITE,
+  MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
+  MOCK_NESTED_DOMAIN_IOTLB_NUM,
+  IOMMU_TEST_OP_ACCESS_PAGES,
+  IOMMU_TEST_OP_ACCESS_REPLACE_IOAS,
+  IOMMU_TEST_OP_ACCESS_RW,
+  IOMMU_TEST_OP_ADD_RESERVED,
+  IOMMU_TEST_OP_CREATE_ACCESS,
+  IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
+  IOMMU_TEST_OP_DEV_CHECK_CACHE,
+  IOMMU_TEST_OP_DIRTY,
+  IOMMU_TEST_OP_DMABUF_GET,
+  IOMMU_TEST_OP_DMABUF_REVOKE,
+  IOMMU_TEST_OP_MD_CHECK_IOTLB,
+  IOMMU_TEST_OP_MD_CHECK_MAP,
+  IOMMU_TEST_OP_MD_CHECK_REFS,
+  IOMMU_TEST_OP_MOCK_DOMAIN,
+  IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
+  IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+  IOMMU_TEST_OP_PASID_ATTACH,
+  IOMMU_TEST_OP_PASID_CHECK_HWPT,
+  IOMMU_TEST_OP_PASID_DETACH,
+  IOMMU_TEST_OP_PASID_REPLACE,
+  IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
+  IOMMU_TEST_OP_TRIGGER_IOPF,
+  IOMMU_TEST_OP_TRIGGER_VEVENT,
+  type IommuTestCmd,
+} from '@vfio-ts/uapi/linux-7.2';
 import type { IommuUserData } from '../iommu/domain.js';
 import {
   IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
   IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
   iommuReportDeviceFault,
 } from '../iommu/io-pgfault.js';
-import { invariant, kfail } from '../errors.js';
+import { kfail } from '../errors.js';
 import { PAGE_SIZE } from '../hw/phys-memory.js';
 import type { AddressSpace } from '../mm/address-space.js';
-import {
-  IOMMU_HWPT_DATA_SELFTEST,
-  MockDevice,
-  MockIommu,
-  MockNestedDomain,
-  MockPagingDomain,
-  MOCK_NESTED_DOMAIN_IOTLB_NUM,
-} from '../iommu/mock-iommu.js';
+import { MockDevice, MockIommu, MockNestedDomain, MockPagingDomain } from '../iommu/mock-iommu.js';
 import type { Kernel } from '../kernel.js';
+import { dataView, offsetofend } from '../lib/codec.js';
 import { ULONG_MAX } from '../lib/interval-tree.js';
 import { SimFile } from '../vfs/file.js';
 import {
@@ -44,48 +85,12 @@ import {
   type IommufdDevice,
 } from './device.js';
 import { HwptNested, HwptPaging, type Hwpt, type UserInvalidatable } from './hw-pagetable.js';
-import { groupPasidDomain, IOMMU_NO_PASID } from './iommu-core.js';
-import { getIoas, MOCK_FLAGS_ACCESS_SYZ, syzConvIovaIopt } from './ioas.js';
+import { groupPasidDomain, IOMMU_NO_PASID } from '../iommu/iommu-core.js';
+import { getIoas, syzConvIovaIopt } from './ioas.js';
 import { IommufdObject } from './object.js';
 import type { IoctlOp, Ucmd } from './ucmd.js';
 import type { IommufdViommu, ViommuDriver, ViommuOps } from './viommu.js';
 
-/** enum of IOMMU_TEST_OP_* (iommufd_test.h). */
-export const IOMMU_TEST_OP = {
-  ADD_RESERVED: 1,
-  MOCK_DOMAIN: 2,
-  MD_CHECK_MAP: 3,
-  MD_CHECK_REFS: 4,
-  CREATE_ACCESS: 5,
-  DESTROY_ACCESS_PAGES: 6,
-  ACCESS_PAGES: 7,
-  ACCESS_RW: 8,
-  SET_TEMP_MEMORY_LIMIT: 9,
-  MOCK_DOMAIN_REPLACE: 10,
-  ACCESS_REPLACE_IOAS: 11,
-  MOCK_DOMAIN_FLAGS: 12,
-  DIRTY: 13,
-  MD_CHECK_IOTLB: 14,
-  TRIGGER_IOPF: 15,
-  DEV_CHECK_CACHE: 16,
-  TRIGGER_VEVENT: 17,
-  PASID_ATTACH: 18,
-  PASID_REPLACE: 19,
-  PASID_DETACH: 20,
-  PASID_CHECK_HWPT: 21,
-  DMABUF_GET: 22,
-  DMABUF_REVOKE: 23,
-} as const;
-
-export const MOCK_FLAGS_ACCESS_WRITE = 1 << 0;
-export const MOCK_ACCESS_RW_WRITE = 1 << 0;
-export const MOCK_ACCESS_RW_SLOW_PATH = 1 << 2;
-export const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0;
-const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
-const IOMMU_HWPT_ALLOC_PASID = 1 << 3;
-const IOMMU_TEST_INVALIDATE_FLAG_ALL = 1 << 0;
-const MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
-const MOCK_DEV_CACHE_ID_MAX = 3;
 const PAGE = BigInt(PAGE_SIZE);
 const SZ_16M = 16 * 1024 * 1024;
 
@@ -104,14 +109,13 @@ export function mockIommuOf(kernel: Kernel): MockIommu {
   return m;
 }
 
-/** IOMMU_VIOMMU_TYPE_SELFTEST, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST. */
-export const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
-export const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
-/** IOMMU_VEVENTQ_TYPE_SELFTEST. */
-export const IOMMU_VEVENTQ_TYPE_SELFTEST = 0xbeefbeef;
-const VIOMMU_SELFTEST_SIZE = 24;
-const VIOMMU_SELFTEST_MIN = 8;
-const VIOMMU_INVALIDATE_SELFTEST_SIZE = 12;
+/** sizeof(struct iommu_viommu_selftest) and the minimum iommu_copy_struct_from_user() takes, offsetofend(.., out_data). */
+const VIOMMU_SELFTEST_SIZE = IommuViommuSelftest.size;
+const VIOMMU_SELFTEST_MIN = offsetofend(IommuViommuSelftest, 'out_data');
+const VIOMMU_INVALIDATE_SELFTEST_SIZE = IommuViommuInvalidateSelftest.size;
+/** sizeof(struct iommu_hwpt_invalidate_selftest), and offsetofend(.., iotlb_id). */
+const HWPT_INVALIDATE_SELFTEST_SIZE = IommuHwptInvalidateSelftest.size;
+const HWPT_INVALIDATE_SELFTEST_MINSZ = offsetofend(IommuHwptInvalidateSelftest, 'iotlb_id');
 
 /** struct mock_viommu's driver state. */
 interface MockViommu {
@@ -159,18 +163,24 @@ function mockViommuDriver(kernel: Kernel): ViommuDriver {
         if (userData.type !== IOMMU_VIOMMU_TYPE_SELFTEST)
           kfail('EINVAL', '__iommu_copy_struct_from_user: data type mismatch');
         if (userData.len < VIOMMU_SELFTEST_MIN || VIOMMU_SELFTEST_SIZE < userData.len)
-          kfail('EINVAL', `__iommu_copy_struct_from_user: data_len ${userData.len} is not in [8, 24]`);
+          kfail(
+            'EINVAL',
+            `__iommu_copy_struct_from_user: data_len ${userData.len} is not in [${VIOMMU_SELFTEST_MIN}, ${VIOMMU_SELFTEST_SIZE}]`,
+          );
         const data = new Uint8Array(VIOMMU_SELFTEST_SIZE);
         data.set(mm.read(userData.uptr, userData.len));
-        const dv = new DataView(data.buffer);
-        const inData = dv.getUint32(0, true);
+        const dv = dataView(data);
+        const inData = IommuViommuSelftest.decodeFrom(dv, 0).in_data;
         // Two pages, the first u32 of which loops the input back through mmap.
         mv.page = new Uint8Array(PAGE_SIZE * 2);
         new DataView(mv.page.buffer).setUint32(0, inData, true);
         mv.mmapOffset = allocMmap(viommu.ctx, viommu, mv.page);
-        dv.setUint32(4, inData, true);
-        dv.setBigUint64(8, BigInt(mv.mmapOffset), true);
-        dv.setBigUint64(16, BigInt(PAGE_SIZE * 2), true);
+        IommuViommuSelftest.encodeInto(dv, 0, {
+          in_data: inData,
+          out_data: inData,
+          out_mmap_offset: BigInt(mv.mmapOffset),
+          out_mmap_length: BigInt(PAGE_SIZE * 2),
+        });
         try {
           // iommu_copy_struct_to_user()
           mm.write(userData.uptr, data.subarray(0, userData.len));
@@ -251,8 +261,8 @@ function mockViommuCacheInvalidate(
 }
 
 function decodeInv(b: Uint8Array): { flags: number; vdevId: number; cacheId: number } {
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return { flags: dv.getUint32(0, true), vdevId: dv.getUint32(4, true), cacheId: dv.getUint32(8, true) };
+  const inv = IommuViommuInvalidateSelftest.decode(b);
+  return { flags: inv.flags, vdevId: inv.vdev_id, cacheId: inv.cache_id };
 }
 
 /** struct selftest_obj (IOMMUFD_OBJ_SELFTEST) of type TYPE_IDEV: a mock device bound and attached. */
@@ -362,13 +372,19 @@ function getMdPagetable(ctx: IommufdCtx, id: number): MockPagingDomain {
 /** iommufd_test_mock_domain(): a mock device, bound and attached to `id` (an IOAS or HWPT). */
 function testMockDomain(ctx: IommufdCtx, t: TestCmd, op: number): void {
   const mock = mockIommuOf(ctx.kernel);
-  const devFlags = op === IOMMU_TEST_OP.MOCK_DOMAIN_FLAGS ? t.u32('mock_domain_flags.dev_flags') : 0;
+  const devFlags = op === IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? t.u32('mock_domain_flags.dev_flags') : 0;
   const mdev = mock.createDevice(devFlags);
   const sobj = new SelftestObj(ctx, mdev);
   ctx.objects.reserve(sobj);
   let idev: IommufdDevice | undefined;
   let attached = false;
   try {
+    // 6.12's __iommu_probe_device() gives a device without a fwspec to the first IOMMU
+    // registered with a NULL fwnode, which is VT-d when the machine has one, not the mock
+    // IOMMU; the mock device then has no IOMMU and iommufd_device_bind() fails
+    // device_iommu_capable() with EINVAL. 7.2 gives mock devices a fwspec (iommu_mock_device_add()).
+    if (ctx.kernel.version === '6.12' && ctx.kernel.iommu)
+      kfail('EINVAL', 'iommufd_device_bind: the mock device has no IOMMU (6.12 probed it with VT-d, the first IOMMU)');
     idev = iommufdDeviceBind(ctx, mdev, true);
     sobj.idev = idev;
     const ptId = iommufdDeviceAttach(idev, t.u32('id'), IOMMU_NO_PASID);
@@ -582,7 +598,7 @@ function iommufdTest(ucmd: Ucmd<IommuTestCmd>): void {
   const op = t.u32('op');
   const id = t.u32('id');
   switch (op) {
-    case IOMMU_TEST_OP.ADD_RESERVED: {
+    case IOMMU_TEST_OP_ADD_RESERVED: {
       // iommufd_test_add_reserved()
       const start = t.u64('add_reserved.start');
       const length = t.u64('add_reserved.length');
@@ -591,21 +607,21 @@ function iommufdTest(ucmd: Ucmd<IommuTestCmd>): void {
       getIoas(ctx, id).iopt.reserveIova(start, start + length - 1n, null);
       return;
     }
-    case IOMMU_TEST_OP.MOCK_DOMAIN:
-    case IOMMU_TEST_OP.MOCK_DOMAIN_FLAGS:
+    case IOMMU_TEST_OP_MOCK_DOMAIN:
+    case IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
       return testMockDomain(ctx, t, op);
-    case IOMMU_TEST_OP.MOCK_DOMAIN_REPLACE: {
+    case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: {
       // iommufd_test_mock_domain_replace()
       const sobj = getSelftestObj(ctx, id);
       const ptId = iommufdDeviceReplace(sobj.idev!, t.u32('mock_domain_replace.pt_id'), IOMMU_NO_PASID);
       t.setU32('mock_domain_replace.pt_id', ptId);
       return t.ucmd.respondBytes();
     }
-    case IOMMU_TEST_OP.MD_CHECK_MAP:
+    case IOMMU_TEST_OP_MD_CHECK_MAP:
       return testMdCheckPa(ctx, id, t.u64('check_map.iova'), t.u64('check_map.length'), t.u64('check_map.uptr'));
-    case IOMMU_TEST_OP.MD_CHECK_REFS:
+    case IOMMU_TEST_OP_MD_CHECK_REFS:
       return testMdCheckRefs(ctx, t.u64('check_refs.uptr'), t.u64('check_refs.length'), t.u32('check_refs.refs'));
-    case IOMMU_TEST_OP.MD_CHECK_IOTLB: {
+    case IOMMU_TEST_OP_MD_CHECK_IOTLB: {
       // iommufd_test_md_check_iotlb()
       const hwpt = ctx.objects.get<HwptNested>(id, 'hwpt_nested');
       if (!(hwpt.domain instanceof MockNestedDomain))
@@ -615,7 +631,7 @@ function iommufdTest(ucmd: Ucmd<IommuTestCmd>): void {
         kfail('EINVAL', 'iommufd_test_md_check_iotlb: the mock IOTLB entry differs');
       return;
     }
-    case IOMMU_TEST_OP.DEV_CHECK_CACHE: {
+    case IOMMU_TEST_OP_DEV_CHECK_CACHE: {
       if (!v72) break;
       // iommufd_test_dev_check_cache()
       const idev = getDevice(ctx, id);
@@ -625,19 +641,19 @@ function iommufdTest(ucmd: Ucmd<IommuTestCmd>): void {
         kfail('EINVAL', 'iommufd_test_dev_check_cache: the mock device cache entry differs');
       return;
     }
-    case IOMMU_TEST_OP.CREATE_ACCESS:
+    case IOMMU_TEST_OP_CREATE_ACCESS:
       return testCreateAccess(ctx, t, id, t.u32('create_access.flags'));
-    case IOMMU_TEST_OP.ACCESS_REPLACE_IOAS: {
+    case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS: {
       const st = accessGet(ctx, id);
       return iommufdAccessReplace(st.access!, t.u32('access_replace_ioas.ioas_id'));
     }
-    case IOMMU_TEST_OP.ACCESS_PAGES:
+    case IOMMU_TEST_OP_ACCESS_PAGES:
       return testAccessPages(ctx, t);
-    case IOMMU_TEST_OP.ACCESS_RW:
+    case IOMMU_TEST_OP_ACCESS_RW:
       return testAccessRw(ctx, t);
-    case IOMMU_TEST_OP.DESTROY_ACCESS_PAGES:
+    case IOMMU_TEST_OP_DESTROY_ACCESS_PAGES:
       return testAccessItemDestroy(ctx, id, t.u32('destroy_access_pages.access_pages_id'));
-    case IOMMU_TEST_OP.SET_TEMP_MEMORY_LIMIT: {
+    case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: {
       // Protect _batch_init(): the limit cannot be less than one element.
       const limit = t.u32('memory_limit.limit');
       if (limit < 8 + 4) kfail('EINVAL', 'iommufd_test: memory limit below sizeof(unsigned long) + sizeof(u32)');
@@ -645,9 +661,9 @@ function iommufdTest(ucmd: Ucmd<IommuTestCmd>): void {
       memoryLimits.set(ctx.kernel, limit);
       return;
     }
-    case IOMMU_TEST_OP.DIRTY:
+    case IOMMU_TEST_OP_DIRTY:
       return testDirty(ctx, t);
-    case IOMMU_TEST_OP.TRIGGER_IOPF: {
+    case IOMMU_TEST_OP_TRIGGER_IOPF: {
       // iommufd_test_trigger_iopf(): a page request of the mock device, reported as the
       // IOMMU driver reports one (7.2 refuses devices that are not mock devices).
       const idev = getDevice(ctx, t.u32('trigger_iopf.dev_id'));
@@ -664,19 +680,18 @@ function iommufdTest(ucmd: Ucmd<IommuTestCmd>): void {
       });
       return;
     }
-    case IOMMU_TEST_OP.TRIGGER_VEVENT: {
+    case IOMMU_TEST_OP_TRIGGER_VEVENT: {
       if (!v72) break;
       // iommufd_test_trigger_vevent(): an event of the mock vIOMMU with the device's virtual id.
       const idev = getDevice(ctx, t.u32('trigger_vevent.dev_id'));
       const mdev = idev.dev as MockDevice;
       if (!mdev.viommu || !mdev.vdevId)
         kfail('ENOENT', 'iommufd_test_trigger_vevent: the device is not attached through a vIOMMU with a vDEVICE');
-      const data = new Uint8Array(4);
-      new DataView(data.buffer).setUint32(0, Number(mdev.vdevId & 0xffffffffn), true);
+      const data = IommuViommuEventSelftest.encode({ virt_id: Number(mdev.vdevId & 0xffffffffn) });
       viommuReportEvent(mdev.viommu as IommufdViommu, IOMMU_VEVENTQ_TYPE_SELFTEST, data);
       return;
     }
-    case IOMMU_TEST_OP.PASID_ATTACH: {
+    case IOMMU_TEST_OP_PASID_ATTACH: {
       if (!v72) break;
       const sobj = getSelftestObj(ctx, id);
       const pasid = t.u32('pasid_attach.pasid');
@@ -689,20 +704,20 @@ function iommufdTest(ucmd: Ucmd<IommuTestCmd>): void {
         throw e;
       }
     }
-    case IOMMU_TEST_OP.PASID_REPLACE: {
+    case IOMMU_TEST_OP_PASID_REPLACE: {
       if (!v72) break;
       const sobj = getSelftestObj(ctx, id);
       const ptId = iommufdDeviceReplace(sobj.idev!, t.u32('pasid_attach.pt_id'), t.u32('pasid_attach.pasid'));
       t.setU32('pasid_attach.pt_id', ptId);
       return t.ucmd.respondBytes();
     }
-    case IOMMU_TEST_OP.PASID_DETACH: {
+    case IOMMU_TEST_OP_PASID_DETACH: {
       if (!v72) break;
       const sobj = getSelftestObj(ctx, id);
       iommufdDeviceDetach(sobj.idev!, t.u32('pasid_detach.pasid'));
       return;
     }
-    case IOMMU_TEST_OP.PASID_CHECK_HWPT: {
+    case IOMMU_TEST_OP_PASID_CHECK_HWPT: {
       if (!v72) break;
       // iommufd_test_pasid_check_hwpt()
       const sobj = getSelftestObj(ctx, id);
@@ -717,14 +732,14 @@ function iommufdTest(ucmd: Ucmd<IommuTestCmd>): void {
         kfail('EINVAL', 'iommufd_test_pasid_check_hwpt: the PASID is attached to another domain');
       return;
     }
-    case IOMMU_TEST_OP.DMABUF_GET: {
+    case IOMMU_TEST_OP_DMABUF_GET: {
       if (!v72) break;
       // iommufd_test_dmabuf_get(): the length check; dma-bufs themselves are not simulated.
       const len = (t.u32('dmabuf_get.length') + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
       if (len === 0 || len > PAGE_SIZE * 512) kfail('EINVAL', 'iommufd_test_dmabuf_get: length is 0 or above 2 MiB');
       return kfail('EOPNOTSUPP', 'iommufd_test_dmabuf_get: dma-bufs are not simulated');
     }
-    case IOMMU_TEST_OP.DMABUF_REVOKE:
+    case IOMMU_TEST_OP_DMABUF_REVOKE:
       if (!v72) break;
       return kfail('EOPNOTSUPP', 'iommufd_test_dmabuf_revoke: dma-bufs are not simulated');
   }
@@ -750,15 +765,13 @@ export function mockCacheInvalidateUser(
       kfail('EINVAL', 'mock_domain_cache_invalidate_user: data type is not IOMMU_HWPT_INVALIDATE_DATA_SELFTEST');
     for (let i = 0; i < array.entryNum; i++) {
       // iommu_copy_struct_from_user_array(&inv, array, ..., i, iotlb_id): exactly 8 bytes.
-      if (array.entryLen < 8 || 8 < array.entryLen)
+      if (array.entryLen < HWPT_INVALIDATE_SELFTEST_MINSZ || HWPT_INVALIDATE_SELFTEST_SIZE < array.entryLen)
         kfail(
           'EINVAL',
           '__iommu_copy_struct_from_user: entry_len is not sizeof(struct iommu_hwpt_invalidate_selftest)',
         );
-      const bytes = mm.read(BigInt.asUintN(64, array.uptr + BigInt(array.entryLen * i)), 8);
-      const dv = new DataView(bytes.buffer);
-      const flags = dv.getUint32(0, true);
-      const iotlbId = dv.getUint32(4, true);
+      const bytes = mm.read(BigInt.asUintN(64, array.uptr + BigInt(array.entryLen * i)), HWPT_INVALIDATE_SELFTEST_SIZE);
+      const { flags, iotlb_id: iotlbId } = IommuHwptInvalidateSelftest.decode(bytes);
       if (flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL)
         kfail('EOPNOTSUPP', 'mock_domain_cache_invalidate_user: unknown flags');
       if (iotlbId > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX)
@@ -785,6 +798,5 @@ export function mockCacheInvalidateUser(
 /** IOMMU_TEST_CMD when the kernel serves the selftest interface (CONFIG_IOMMUFD_TEST). */
 export function selftestOps(kernel: Kernel): (IoctlOp<any> | undefined)[] {
   if (!kernel.config.testInterface) return [];
-  invariant(IOMMU_HWPT_DATA_SELFTEST === 0xdead, 'selftest constants');
   return [defineOp(kernel, 'IOMMU_TEST_CMD', 'last', iommufdTest)];
 }

@@ -21,11 +21,6 @@ export interface IoctlOp<T> {
   scratch?: { kbuf: Uint8Array; dv: DataView; busy: boolean };
 }
 
-/** `offsetofend(struct, member)`. */
-export function offsetofend(codec: StructCodec<unknown>, member: string): number {
-  return codec.offsets[member] + codec.sizes[member];
-}
-
 /**
  * struct iommufd_ucmd: one call of an iommufd command. `cmd` is the kernel's copy of the
  * struct (copy_struct_from_user: the user's bytes, zero-extended to the kernel's size);

@@ -1,7 +1,36 @@
-import type { IommuVfioIoas } from '@vfio-ts/uapi/linux-7.2';
+import {
+  IOMMU_VFIO_IOAS_CLEAR,
+  IOMMU_VFIO_IOAS_GET,
+  IOMMU_VFIO_IOAS_SET,
+  VFIO_DMA_CC_IOMMU,
+  VFIO_DMA_MAP_FLAG_READ,
+  VFIO_DMA_MAP_FLAG_WRITE,
+  VFIO_DMA_UNMAP_FLAG_ALL,
+  VFIO_IOMMU_INFO_CAPS,
+  VFIO_IOMMU_INFO_PGSIZES,
+  VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+  VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
+  VFIO_NOIOMMU_IOMMU,
+  VFIO_TYPE1_IOMMU,
+  VFIO_TYPE1v2_IOMMU,
+  VFIO_UNMAP_ALL,
+  VFIO_UPDATE_VADDR,
+  VfioInfoCapHeader,
+  VfioIommuType1DmaMap,
+  VfioIommuType1DmaUnmap,
+  VfioIommuType1Info,
+  VfioIommuType1InfoCapIovaRange,
+  VfioIommuType1InfoDmaAvail,
+  VfioIovaRange,
+  type IommuVfioIoas,
+} from '@vfio-ts/uapi/linux-7.2';
+// 7.2 calls this id __VFIO_RESERVED_TYPE1_NESTING_IOMMU; 6.12 still names it.
+import { VFIO_TYPE1_NESTING_IOMMU } from '@vfio-ts/uapi/linux-6.12';
 import { kfail } from '../errors.js';
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE } from '../iommu/domain.js';
 import type { Kernel } from '../kernel.js';
+import { PAGE_MASK, PAGE_SIZE } from '../hw/phys-memory.js';
+import { dataView as view, offsetofend } from '../lib/codec.js';
 import { SpanIter, ULONG_MAX } from '../lib/interval-tree.js';
 import type { IoctlArg } from '../vfs/ioctl-arg.js';
 import { defineOp, type IommufdCtx } from './ctx.js';
@@ -63,28 +92,13 @@ import type { IoctlOp, Ucmd } from './ucmd.js';
  * attached; the DMA_AVAIL capability is always U32_MAX.
  */
 
-export const IOMMU_VFIO_IOAS_GET = 0;
-export const IOMMU_VFIO_IOAS_SET = 1;
-export const IOMMU_VFIO_IOAS_CLEAR = 2;
-
-const VFIO_API_VERSION = 0;
-const VFIO_TYPE1_IOMMU = 1n;
-const VFIO_TYPE1v2_IOMMU = 3n;
-const VFIO_DMA_CC_IOMMU = 4n;
-const VFIO_TYPE1_NESTING_IOMMU = 6n;
-const VFIO_NOIOMMU_IOMMU = 8n;
-const VFIO_UNMAP_ALL = 9n;
-const VFIO_UPDATE_VADDR = 10n;
-const VFIO_DMA_MAP_FLAG_READ = 1 << 0;
-const VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
-const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
-const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
-const VFIO_IOMMU_INFO_CAPS = 1 << 1;
-const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
-const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
+/*
+ * The uAPI of both sides (iommufd.h, vfio.h) comes from the 7.2 bindings: this layer runs
+ * as 6.12 and 7.2, which define every constant and struct used here alike
+ * (packages/uapi/ir), but for VFIO_TYPE1_NESTING_IOMMU's name.
+ */
 const U32_MAX = 0xffffffff;
-const PAGE_SIZE = 4096n;
-const PAGE_MASK = ULONG_MAX & ~(PAGE_SIZE - 1n);
+const PAGE = BigInt(PAGE_SIZE);
 
 /** The kernel is configured with CONFIG_VFIO_NOIOMMU=y (see vfio/container.ts). */
 const CONFIG_VFIO_NOIOMMU = true;
@@ -152,25 +166,22 @@ export function vfioCompatOps(kernel: Kernel): (IoctlOp<any> | undefined)[] {
   return [defineOp(kernel, 'IOMMU_VFIO_IOAS', '__reserved', vfioIoas)];
 }
 
-function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
-}
-
 /** iommufd_vfio_map_dma(): IOVA given, no alignment rule but the IOAS's. */
 function mapDma(ctx: IommufdCtx, arg: IoctlArg): number {
-  const minsz = 32;
+  const mo = VfioIommuType1DmaMap.offsets;
+  const minsz = offsetofend(VfioIommuType1DmaMap, 'size');
   const m = view(arg.read(0, minsz));
-  const argsz = m.getUint32(0, true);
-  const flags = m.getUint32(4, true);
+  const argsz = m.getUint32(mo.argsz, true);
+  const flags = m.getUint32(mo.flags, true);
   if (argsz < minsz || flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE))
     kfail('EINVAL', 'argsz < minsz or flags other than READ/WRITE: iommufd_vfio_map_dma()');
   let prot = IOMMU_CACHE;
   if (flags & VFIO_DMA_MAP_FLAG_READ) prot |= IOMMU_READ;
   if (flags & VFIO_DMA_MAP_FLAG_WRITE) prot |= IOMMU_WRITE;
   const ioas = getCompatIoas(ctx);
-  const vaddr = m.getBigUint64(8, true);
-  const iova = m.getBigUint64(16, true);
-  const size = m.getBigUint64(24, true);
+  const vaddr = m.getBigUint64(mo.vaddr, true);
+  const iova = m.getBigUint64(mo.iova, true);
+  const size = m.getBigUint64(mo.size, true);
   // iopt_map_user_pages(ictx, &ioas->iopt, &iova, vaddr, size, prot, 0)
   const pages = IoptPages.user(ctx.kernel.process, vaddr, size, (prot & IOMMU_WRITE) !== 0);
   ioas.iopt.mapCommon(ctx.accountMode, pages, iova, size, vaddr - pages.uptr, prot, 0);
@@ -183,17 +194,18 @@ function mapDma(ctx: IommufdCtx, arg: IoctlArg): number {
  * (v1 emulation). The unmapped size is written back also when the unmap fails part way.
  */
 function unmapDma(ctx: IommufdCtx, arg: IoctlArg): number {
-  const minsz = 24;
+  const uo = VfioIommuType1DmaUnmap.offsets;
+  const minsz = offsetofend(VfioIommuType1DmaUnmap, 'size');
   const raw = arg.read(0, minsz);
   const u = view(raw);
-  const argsz = u.getUint32(0, true);
-  const flags = u.getUint32(4, true);
+  const argsz = u.getUint32(uo.argsz, true);
+  const flags = u.getUint32(uo.flags, true);
   if (argsz < minsz || flags & ~VFIO_DMA_UNMAP_FLAG_ALL)
     kfail('EINVAL', 'argsz < minsz or flags other than VFIO_DMA_UNMAP_FLAG_ALL: iommufd_vfio_unmap_dma()');
   const ioas = getCompatIoas(ctx);
   const iopt = ioas.iopt;
-  const iova = u.getBigUint64(8, true);
-  const size = u.getBigUint64(16, true);
+  const iova = u.getBigUint64(uo.iova, true);
+  const size = u.getBigUint64(uo.size, true);
   let start: bigint;
   let last: bigint;
   if (flags & VFIO_DMA_UNMAP_FLAG_ALL) {
@@ -221,7 +233,7 @@ function unmapDma(ctx: IommufdCtx, arg: IoctlArg): number {
     error = e;
     for (const area of before) if (area.iopt === null) unmapped += area.length;
   }
-  u.setBigUint64(16, unmapped, true);
+  u.setBigUint64(uo.size, unmapped, true);
   arg.write(0, raw);
   if (error) throw error;
   return 0;
@@ -236,7 +248,8 @@ function ccIommu(ctx: IommufdCtx): number {
 
 /** iommufd_vfio_check_extension(). */
 function checkExtension(ctx: IommufdCtx, type: bigint): number {
-  switch (type) {
+  // The ids are small: a u64 beyond 2^53 cannot round to one of them.
+  switch (Number(type)) {
     case VFIO_TYPE1_IOMMU:
     case VFIO_TYPE1v2_IOMMU:
     case VFIO_UNMAP_ALL:
@@ -259,10 +272,10 @@ function checkExtension(ctx: IommufdCtx, type: bigint): number {
  * Unlike VFIO's container it may be called again.
  */
 function setIommu(ctx: IommufdCtx, type: bigint): number {
-  if (type !== VFIO_TYPE1_IOMMU && type !== VFIO_TYPE1v2_IOMMU)
+  if (type !== BigInt(VFIO_TYPE1_IOMMU) && type !== BigInt(VFIO_TYPE1v2_IOMMU))
     kfail('EINVAL', `iommufd_vfio_set_iommu: type ${type} is neither VFIO_TYPE1_IOMMU nor VFIO_TYPE1v2_IOMMU`);
   const ioas = getCompatIoas(ctx);
-  if (type === VFIO_TYPE1_IOMMU) ioas.iopt.disableLargePagesOption();
+  if (type === BigInt(VFIO_TYPE1_IOMMU)) ioas.iopt.disableLargePagesOption();
   return 0;
 }
 
@@ -273,7 +286,7 @@ function getPagesizes(ioas: Ioas): bigint {
   // See vfio_update_pgsize_bitmap().
   if (bitmap & ~PAGE_MASK) {
     bitmap &= PAGE_MASK;
-    bitmap |= PAGE_SIZE;
+    bitmap |= PAGE;
   }
   const align = BigInt(ioas.iopt.iovaAlignment);
   return bitmap > align ? bitmap : align;
@@ -281,40 +294,39 @@ function getPagesizes(ioas: Ioas): bigint {
 
 /** iommufd_fill_cap_dma_avail(): written only when it fits. */
 function fillCapDmaAvail(arg: IoctlArg, at: number | undefined, avail: number): number {
-  if (at !== undefined && avail >= 12) {
-    const cap = new Uint8Array(12);
-    const v = view(cap);
-    v.setUint16(0, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, true);
-    v.setUint16(2, 1, true);
-    v.setUint32(8, U32_MAX, true);
-    arg.write(at, cap);
-  }
-  return 12;
+  const size = VfioIommuType1InfoDmaAvail.size;
+  if (at !== undefined && avail >= size)
+    arg.write(
+      at,
+      VfioIommuType1InfoDmaAvail.encode({
+        header: { id: VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, version: 1 },
+        avail: U32_MAX,
+      }),
+    );
+  return size;
 }
 
 /** iommufd_fill_cap_iova(): the holes of the reserved tree; each range written only when it fits. */
 function fillCapIova(ioas: Ioas, arg: IoctlArg, at: number | undefined, avail: number): number {
   const tree = ioas.iopt.reservedItree;
+  const hdrSize = VfioIommuType1InfoCapIovaRange.size;
+  const rangeSize = VfioIovaRange.size;
   let n = 0;
   for (const it = new SpanIter(tree).first(tree, 0n, ULONG_MAX); !it.done; it.next()) {
     if (!it.isHole) continue;
-    if (at !== undefined && avail >= 16 + 16 * (n + 1)) {
-      const r = new Uint8Array(16);
-      view(r).setBigUint64(0, it.start, true);
-      view(r).setBigUint64(8, it.last, true);
-      arg.write(at + 16 + 16 * n, r);
-    }
+    if (at !== undefined && avail >= hdrSize + rangeSize * (n + 1))
+      arg.write(at + hdrSize + rangeSize * n, VfioIovaRange.encode({ start: it.start, end: it.last }));
     n++;
   }
-  if (at !== undefined && avail >= 16 + 16 * n) {
-    const hdr = new Uint8Array(16);
-    const v = view(hdr);
-    v.setUint16(0, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, true);
-    v.setUint16(2, 1, true);
-    v.setUint32(8, n, true);
-    arg.write(at, hdr);
-  }
-  return 16 + 16 * n;
+  if (at !== undefined && avail >= hdrSize + rangeSize * n)
+    arg.write(
+      at,
+      VfioIommuType1InfoCapIovaRange.encode({
+        header: { id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, version: 1 },
+        nr_iovas: n,
+      }),
+    );
+  return hdrSize + rangeSize * n;
 }
 
 /**
@@ -324,17 +336,20 @@ function fillCapIova(ioas: Ioas, arg: IoctlArg, at: number | undefined, avail: n
  * needed for all of them.
  */
 function getInfo(ctx: IommufdCtx, arg: IoctlArg): number {
-  const info = new Uint8Array(24);
-  info.set(arg.read(0, 16));
+  const o = VfioIommuType1Info.offsets;
+  const size = VfioIommuType1Info.size;
+  const infoMinsz = offsetofend(VfioIommuType1Info, 'iova_pgsizes');
+  const info = new Uint8Array(size);
+  info.set(arg.read(0, infoMinsz));
   const v = view(info);
-  const argsz = v.getUint32(0, true);
-  if (argsz < 16) kfail('EINVAL', `argsz ${argsz} < 16: iommufd_vfio_iommu_get_info()`, 'argsz');
-  const minsz = Math.min(argsz, 24);
+  const argsz = v.getUint32(o.argsz, true);
+  if (argsz < infoMinsz) kfail('EINVAL', `argsz ${argsz} < ${infoMinsz}: iommufd_vfio_iommu_get_info()`, 'argsz');
+  const minsz = Math.min(argsz, size);
   const ioas = getCompatIoas(ctx);
-  v.setUint32(4, VFIO_IOMMU_INFO_PGSIZES, true);
-  v.setBigUint64(8, getPagesizes(ioas), true);
-  v.setUint32(16, 0, true);
-  let total = 24;
+  v.setUint32(o.flags, VFIO_IOMMU_INFO_PGSIZES, true);
+  v.setBigUint64(o.iova_pgsizes, getPagesizes(ioas), true);
+  v.setUint32(o.cap_offset, 0, true);
+  let total = size;
   let lastCap: number | undefined;
   const fills = [
     (at: number | undefined, avail: number) => fillCapDmaAvail(arg, at, avail),
@@ -343,13 +358,13 @@ function getInfo(ctx: IommufdCtx, arg: IoctlArg): number {
   for (const fill of fills) {
     let capSize = argsz > total ? fill(total, argsz - total) : fill(undefined, 0);
     capSize = Math.ceil(capSize / 8) * 8;
-    if (lastCap !== undefined && argsz >= total) arg.putU32(lastCap + 4, total);
+    if (lastCap !== undefined && argsz >= total) arg.putU32(lastCap + VfioInfoCapHeader.offsets.next, total);
     lastCap = total;
     total += capSize;
   }
-  if (argsz >= total) v.setUint32(16, 24, true);
-  v.setUint32(0, total, true);
-  v.setUint32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
+  if (argsz >= total) v.setUint32(o.cap_offset, size, true);
+  v.setUint32(o.argsz, total, true);
+  v.setUint32(o.flags, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
   arg.write(0, info.subarray(0, minsz));
   return 0;
 }
@@ -362,7 +377,7 @@ export function iommufdVfioIoctl(ctx: IommufdCtx, cmd: number, arg: IoctlArg): n
   const u = ctx.kernel.uapi;
   switch (cmd) {
     case u.VFIO_GET_API_VERSION.request:
-      return VFIO_API_VERSION;
+      return u.VFIO_API_VERSION;
     case u.VFIO_SET_IOMMU.request:
       return setIommu(ctx, arg.value);
     case u.VFIO_CHECK_EXTENSION.request:

@@ -1,4 +1,10 @@
-import type { IommuVdeviceAlloc, IommuViommuAlloc } from '@vfio-ts/uapi/linux-7.2';
+import {
+  IOMMU_HWPT_ALLOC_PASID,
+  IOMMU_HWPT_FAULT_ID_VALID,
+  IOMMU_VIOMMU_TYPE_DEFAULT,
+  type IommuVdeviceAlloc,
+  type IommuViommuAlloc,
+} from '@vfio-ts/uapi/linux-7.2';
 import { kfail } from '../errors.js';
 import type { IommuDevice, IommuDomain, IommuUnit, IommuUserData } from '../iommu/domain.js';
 import type { Kernel } from '../kernel.js';
@@ -9,10 +15,6 @@ import type { IommufdVeventq } from './eventq.js';
 import { HwptNested, HwptPaging } from './hw-pagetable.js';
 import { IommufdObject } from './object.js';
 import type { IoctlOp, Ucmd } from './ucmd.js';
-
-const IOMMU_VIOMMU_TYPE_DEFAULT = 0;
-const IOMMU_HWPT_FAULT_ID_VALID = 1 << 2;
-const IOMMU_HWPT_ALLOC_PASID = 1 << 3;
 
 /** struct iommufd_viommu_ops: what a driver's vIOMMU does. */
 export interface ViommuOps {

@@ -45,9 +45,21 @@ export class AddressSpace {
     return this.insert({ kind: 'anon', range, offset: 0, length: range.length, bytes: new Uint8Array(range.buffer) });
   }
 
-  /** Maps part of an existing RAM range (a memfd's pages). */
+  /**
+   * Maps `length` bytes of a file's pages from `offset`. The mapping may reach past the end of
+   * the file: those pages exist in the address space but have nothing behind them, so touching
+   * them faults (SIGBUS, which copy_from_user and pin_user_pages turn into EFAULT), and the
+   * process's view (`bytes`) ends where the file does.
+   */
   mapFile(range: PhysRange, offset: number, length: number): Vma {
-    return this.insert({ kind: 'file', range, offset, length, bytes: new Uint8Array(range.buffer, offset, length) });
+    const backed = Math.max(0, Math.min(length, range.length - offset));
+    return this.insert({
+      kind: 'file',
+      range,
+      offset,
+      length,
+      bytes: new Uint8Array(range.buffer, Math.min(offset, range.length), backed),
+    });
   }
 
   /** Maps device memory (not pinnable, as VM_IO | VM_PFNMAP areas are not). */
@@ -137,7 +149,10 @@ export class AddressSpace {
       const a = va + done * PAGE_SIZE;
       const vma = this.find(a);
       if (!vma || !vma.range) kfail('EFAULT', `user address 0x${a.toString(16)} cannot be pinned`);
-      const count = Math.min(npages - done, (vma.end - a) / PAGE_SIZE);
+      // Pages of a file mapping past the end of the file fault: vm_fault_to_errno(VM_FAULT_SIGBUS).
+      const backedEnd = vma.start + Math.ceil(vma.bytes.length / PAGE_SIZE) * PAGE_SIZE;
+      if (a >= backedEnd) kfail('EFAULT', `user address 0x${a.toString(16)} is past the end of the mapped file`);
+      const count = Math.min(npages - done, (backedEnd - a) / PAGE_SIZE);
       out.push({ range: vma.range, index: (vma.offset + (a - vma.start)) / PAGE_SIZE, count });
       done += count;
     }

@@ -99,7 +99,8 @@ export function vfioGroupCore(v: KernelVersion): VfioGroupCore {
  *   the constant became __VFIO_RESERVED_TYPE1_NESTING_IOMMU).
  * - `overflowErrno`: 6.13 made wrapping and u64-truncating ranges EOVERFLOW instead of
  *   EINVAL (check_add_overflow() in vfio_dma_do_map()/vfio_dma_do_unmap()/dirty pages).
- * - `alignedCaps`: vfio_info_cap_add() pads every capability to 8 bytes (6.6 on); before,
+ * - `alignedCaps`: vfio_info_cap_add() (the VFIO core, for every info ioctl) pads every
+ *   capability to 8 bytes (6.6 on); before,
  *   the 12-byte DMA_AVAIL capability left the IOVA_RANGE capability at an offset ending in 4.
  * - `infoCopyAll`: VFIO_IOMMU_GET_INFO copies min(argsz, sizeof(info)) bytes back, padding
  *   included (6.12 on); before, 16 bytes, or 20 once argsz reaches cap_offset's end.

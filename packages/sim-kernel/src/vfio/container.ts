@@ -1,12 +1,12 @@
+import { VFIO_NOIOMMU_IOMMU } from '@vfio-ts/uapi/linux-5.10';
 import { kfail } from '../errors.js';
-import { claimDmaOwner, releaseDmaOwner } from '../iommufd/iommu-core.js';
+import { claimDmaOwner, releaseDmaOwner } from '../iommu/iommu-core.js';
 import type { Kernel } from '../kernel.js';
 import { vfioGroupCore } from '../versions/index.js';
 import { SimFile, type MmapTarget } from '../vfs/file.js';
 import type { IoctlArg } from '../vfs/ioctl-arg.js';
 import {
   DMA_ENTRY_LIMIT_DEFAULT,
-  VFIO_NOIOMMU_IOMMU,
   vfioIommuType1Ops,
   type Type1Group,
   type Type1Params,
@@ -20,9 +20,6 @@ import { hasRfcNesting, IOMMU_UAPI_VERSION, VFIO_NESTING_GET_IOMMU_UAPI_VERSION 
  * added to it (VFIO_GROUP_SET_CONTAINER), passes every other ioctl to that driver, and goes
  * back to the unset state when its last group leaves.
  */
-
-/** VFIO_API_VERSION. */
-export const VFIO_API_VERSION = 0;
 
 /**
  * The simulated kernel is configured as REAL-KERNEL.md's: CONFIG_VFIO_NOIOMMU=y, with the
@@ -222,7 +219,7 @@ export class VfioContainerFile extends SimFile {
     const u = c.kernel.uapi;
     switch (cmd) {
       case u.VFIO_GET_API_VERSION.request:
-        return VFIO_API_VERSION;
+        return u.VFIO_API_VERSION;
       case u.VFIO_CHECK_EXTENSION.request:
         return c.checkExtension(arg.value);
       case u.VFIO_SET_IOMMU.request:

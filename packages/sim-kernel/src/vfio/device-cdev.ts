@@ -1,19 +1,16 @@
+// Flags only the 7.2 paths below accept (6.12 requires flags == 0).
+import {
+  VFIO_DEVICE_ATTACH_PASID,
+  VFIO_DEVICE_BIND_FLAG_TOKEN,
+  VFIO_DEVICE_DETACH_PASID,
+} from '@vfio-ts/uapi/linux-7.2';
 import { kfail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
+import { dataView as view, offsetofend } from '../lib/codec.js';
 import { copyStructFromUser } from '../iommufd/ucmd.js';
 import { atLeast } from '../versions/index.js';
 import type { IoctlArg } from '../vfs/ioctl-arg.js';
 import { cdevUapi, vfioDfClose, vfioDfOpen, VfioDeviceFile, type VfioDevice } from './vfio-device.js';
-
-/** VFIO_DEVICE_BIND_FLAG_TOKEN (7.2). */
-const VFIO_DEVICE_BIND_FLAG_TOKEN = 1 << 0;
-/** VFIO_DEVICE_ATTACH_PASID / VFIO_DEVICE_DETACH_PASID (7.2). */
-const VFIO_DEVICE_ATTACH_PASID = 1 << 0;
-const VFIO_DEVICE_DETACH_PASID = 1 << 0;
-
-function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
-}
 
 /**
  * Registers /dev/vfio/devices/vfioN for `device` (vfio_device_add() with
@@ -46,7 +43,7 @@ export function vfioDfIoctlBindIommufd(df: VfioDeviceFile, arg: IoctlArg): numbe
   const kernel = df.device.kernel;
   const codec = cdevUapi(kernel).VfioDeviceBindIommufd;
   const o = codec.offsets;
-  const minsz = o.out_devid + 4;
+  const minsz = offsetofend(codec, 'out_devid');
   const v72 = atLeast(kernel.version, '7.2');
   let argsz: number;
   let flags: number;
@@ -131,8 +128,9 @@ export function vfioDfUnbindIommufd(df: VfioDeviceFile): void {
 export function vfioDfIoctlAttachPt(df: VfioDeviceFile, arg: IoctlArg): number {
   const device = df.device;
   const kernel = device.kernel;
-  const o = cdevUapi(kernel).VfioDeviceAttachIommufdPt.offsets;
-  const minsz = o.pt_id + 4;
+  const codec = cdevUapi(kernel).VfioDeviceAttachIommufdPt;
+  const o = codec.offsets;
+  const minsz = offsetofend(codec, 'pt_id');
   const k = view(arg.read(0, minsz));
   const argsz = k.getUint32(o.argsz, true);
   const flags = k.getUint32(o.flags, true);
@@ -143,7 +141,7 @@ export function vfioDfIoctlAttachPt(df: VfioDeviceFile, arg: IoctlArg): number {
     if (flags & ~VFIO_DEVICE_ATTACH_PASID) kfail('EINVAL', 'unknown flags: vfio_df_ioctl_attach_pt()', 'flags');
     if (flags & VFIO_DEVICE_ATTACH_PASID) {
       if (!device.hasPasidOps) kfail('EOPNOTSUPP', 'the driver has no pasid_attach_ioas: vfio_df_ioctl_attach_pt()');
-      const xend = o.pasid + 4;
+      const xend = offsetofend(codec, 'pasid');
       if (argsz < xend)
         kfail('EINVAL', `argsz ${argsz} < ${xend} with VFIO_DEVICE_ATTACH_PASID: vfio_df_ioctl_attach_pt()`, 'argsz');
       pasid = arg.u32(o.pasid);
@@ -166,8 +164,9 @@ export function vfioDfIoctlAttachPt(df: VfioDeviceFile, arg: IoctlArg): number {
 export function vfioDfIoctlDetachPt(df: VfioDeviceFile, arg: IoctlArg): number {
   const device = df.device;
   const kernel = device.kernel;
-  const o = cdevUapi(kernel).VfioDeviceDetachIommufdPt.offsets;
-  const minsz = o.flags + 4;
+  const codec = cdevUapi(kernel).VfioDeviceDetachIommufdPt;
+  const o = codec.offsets;
+  const minsz = offsetofend(codec, 'flags');
   const k = view(arg.read(0, minsz));
   const argsz = k.getUint32(o.argsz, true);
   const flags = k.getUint32(o.flags, true);
@@ -176,7 +175,7 @@ export function vfioDfIoctlDetachPt(df: VfioDeviceFile, arg: IoctlArg): number {
     if (flags & ~VFIO_DEVICE_DETACH_PASID) kfail('EINVAL', 'unknown flags: vfio_df_ioctl_detach_pt()', 'flags');
     if (flags & VFIO_DEVICE_DETACH_PASID) {
       if (!device.hasPasidOps) kfail('EOPNOTSUPP', 'the driver has no pasid_detach_ioas: vfio_df_ioctl_detach_pt()');
-      const xend = o.pasid + 4;
+      const xend = offsetofend(codec, 'pasid');
       if (argsz < xend)
         kfail('EINVAL', `argsz ${argsz} < ${xend} with VFIO_DEVICE_DETACH_PASID: vfio_df_ioctl_detach_pt()`, 'argsz');
       device.iommufd.pasidDetachIoas(arg.u32(o.pasid));

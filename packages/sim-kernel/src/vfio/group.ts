@@ -1,9 +1,11 @@
 import { ErrnoError, O_RDWR } from '@vfio-ts/uapi/runtime';
 import { invariant, kfail } from '../errors.js';
-import { iommuGroupOf } from '../iommufd/iommu-core.js';
+import { iommuGroupOf } from '../iommu/iommu-core.js';
 import type { IommufdCtx } from '../iommufd/ctx.js';
 import { iommufdVfioCompatIoasCreate, iommufdVfioCompatIoasGetId } from '../iommufd/vfio-compat.js';
+import { PAGE_SIZE } from '../hw/phys-memory.js';
 import type { Kernel } from '../kernel.js';
+import { dataView, offsetofend } from '../lib/codec.js';
 import { hasIommufd, vfioGroupCore, type VfioGroupCore } from '../versions/index.js';
 import { SimFile } from '../vfs/file.js';
 import type { IoctlArg } from '../vfs/ioctl-arg.js';
@@ -26,12 +28,6 @@ import { vfioDfClose, vfioDfOpen, VfioDeviceFile, type VfioDevice, type VfioDevi
  * by name. The three generations differ in the order of their checks and in which file holds
  * which (see versions/index.ts, VfioGroupCore); each rule below names its kernel function.
  */
-
-/** VFIO_GROUP_FLAGS_*. */
-export const VFIO_GROUP_FLAGS_VIABLE = 1 << 0;
-export const VFIO_GROUP_FLAGS_CONTAINER_SET = 1 << 1;
-
-const PAGE_SIZE = 4096;
 
 /** struct vfio_group. */
 export class VfioGroup implements ContainerGroup, VfioDeviceFileGroup {
@@ -126,10 +122,13 @@ export class VfioGroup implements ContainerGroup, VfioDeviceFileGroup {
 
   /** VFIO_GROUP_GET_STATUS: vfio_group_ioctl_get_status() (5.10: in vfio_group_fops_unl_ioctl()). */
   getStatus(arg: IoctlArg): number {
-    const minsz = 8;
+    const u = this.kernel.uapi;
+    const { VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE } = u;
+    const o = u.VfioGroupStatus.offsets;
+    const minsz = offsetofend(u.VfioGroupStatus, 'flags');
     const status = arg.read(0, minsz);
-    const v = new DataView(status.buffer);
-    const argsz = v.getUint32(0, true);
+    const v = dataView(status);
+    const argsz = v.getUint32(o.argsz, true);
     if (argsz < minsz) kfail('EINVAL', `argsz ${argsz} < ${minsz}: vfio_group_ioctl_get_status()`, 'argsz');
     let flags = 0;
     if (this.core === 'vfio.c') {
@@ -142,7 +141,7 @@ export class VfioGroup implements ContainerGroup, VfioDeviceFileGroup {
       // !iommu_group_dma_owner_claimed(): nothing (no iommufd, no other container) owns it.
       flags |= VFIO_GROUP_FLAGS_VIABLE;
     }
-    v.setUint32(4, flags, true);
+    v.setUint32(o.flags, flags, true);
     arg.write(0, status);
     return 0;
   }

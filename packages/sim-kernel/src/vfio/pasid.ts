@@ -10,7 +10,7 @@ import { kfail } from '../errors.js';
  * VFIO_IOMMU_PASID_REQUEST. Nothing of it is in mainline Linux.
  */
 
-/** VFIO_DEFAULT_PASID_QUOTA, the default of the vfio_pasid module's pasid_quota parameter. */
+/** VFIO_DEFAULT_PASID_QUOTA (vfio_pasid.c, kernel-internal), the default of the vfio_pasid module's pasid_quota parameter. */
 export const VFIO_DEFAULT_PASID_QUOTA = 1000;
 
 /** struct vfio_mm. */

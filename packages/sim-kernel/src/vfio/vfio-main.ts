@@ -1,35 +1,40 @@
+import {
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MASK,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
+  VFIO_IRQ_SET_ACTION_TYPE_MASK,
+  VFIO_IRQ_SET_DATA_BOOL,
+  VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE,
+  VFIO_IRQ_SET_DATA_TYPE_MASK,
+  VFIO_REGION_INFO_FLAG_CAPS,
+} from '@vfio-ts/uapi/linux-5.10';
+// The core's own features, from the 7.2 bindings (the newest defines them all, with the values
+// the older ones have): 5.10 has none of them (its vfio_pci_ioctl() answers
+// VFIO_DEVICE_FEATURE before they are looked at), 6.1 lacks MIG_DATA_SIZE, 6.12 lacks
+// MIG_PRECOPY_INFOv2, whose case is version-gated below.
+import {
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2,
+  VFIO_DEVICE_FEATURE_MIGRATION,
+} from '@vfio-ts/uapi/linux-7.2';
 import { kfail } from '../errors.js';
-import { atLeast } from '../versions/index.js';
+import { offsetofend } from '../lib/codec.js';
+import { atLeast, type1Features } from '../versions/index.js';
 import type { IoctlArg } from '../vfs/ioctl-arg.js';
 import { cdevUapi, type VfioDevice } from './vfio-device.js';
 import { VfioInfoCap } from './vfio-info-cap.js';
 
-/** VFIO_DEVICE_FEATURE flag bits (include/uapi/linux/vfio.h). */
-export const VFIO_DEVICE_FEATURE_MASK = 0xffff;
-export const VFIO_DEVICE_FEATURE_GET = 1 << 16;
-export const VFIO_DEVICE_FEATURE_SET = 1 << 17;
-export const VFIO_DEVICE_FEATURE_PROBE = 1 << 18;
-
-const FEATURE_MIGRATION = 1;
-const FEATURE_MIG_DEVICE_STATE = 2;
-const FEATURE_DMA_LOGGING_START = 6;
-const FEATURE_DMA_LOGGING_STOP = 7;
-const FEATURE_DMA_LOGGING_REPORT = 8;
-const FEATURE_MIG_DATA_SIZE = 9;
-const FEATURE_MIG_PRECOPY_INFOv2 = 12;
-
-/** VFIO_IRQ_SET_* (include/uapi/linux/vfio.h). */
-export const VFIO_IRQ_SET_DATA_NONE = 1 << 0;
-export const VFIO_IRQ_SET_DATA_BOOL = 1 << 1;
-export const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
-export const VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
-export const VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
-export const VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5;
-export const VFIO_IRQ_SET_DATA_TYPE_MASK = 0x7;
-export const VFIO_IRQ_SET_ACTION_TYPE_MASK = 0x38;
-
-/** VFIO_REGION_INFO_FLAG_CAPS. */
-const VFIO_REGION_INFO_FLAG_CAPS = 1 << 3;
+/*
+ * The uAPI constants (include/uapi/linux/vfio.h) come from the 5.10 bindings: each has the
+ * same value in every version (packages/uapi/ir). Struct layouts come from the running
+ * version's bindings.
+ */
 
 /**
  * vfio_check_feature() (include/linux/vfio.h): for a driver's feature handler. Returns 1
@@ -53,8 +58,9 @@ export function vfioCheckFeature(flags: number, argsz: number, supportedOps: num
  * then the driver's device_feature op.
  */
 export function vfioIoctlDeviceFeature(device: VfioDevice, arg: IoctlArg): number {
-  const o = cdevUapi(device.kernel).VfioDeviceFeature.offsets;
-  const minsz = o.flags + 4;
+  const codec = cdevUapi(device.kernel).VfioDeviceFeature;
+  const o = codec.offsets;
+  const minsz = offsetofend(codec, 'flags');
   const hdr = arg.read(0, minsz);
   const v = new DataView(hdr.buffer);
   const argsz = v.getUint32(o.argsz, true);
@@ -71,18 +77,18 @@ export function vfioIoctlDeviceFeature(device: VfioDevice, arg: IoctlArg): numbe
   if (device.kernel.version === '5.10')
     return kfail('ENOTTY', `feature ${flags & VFIO_DEVICE_FEATURE_MASK} is not supported: vfio_pci_ioctl() (5.10)`);
   switch (flags & VFIO_DEVICE_FEATURE_MASK) {
-    case FEATURE_MIGRATION:
-    case FEATURE_MIG_DEVICE_STATE:
-    case FEATURE_MIG_DATA_SIZE:
+    case VFIO_DEVICE_FEATURE_MIGRATION:
+    case VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
+    case VFIO_DEVICE_FEATURE_MIG_DATA_SIZE:
       return kfail(
         'ENOTTY',
         'the device has no migration support (!device->mig_ops): vfio_ioctl_device_feature_migration*()',
       );
-    case FEATURE_DMA_LOGGING_START:
-    case FEATURE_DMA_LOGGING_STOP:
-    case FEATURE_DMA_LOGGING_REPORT:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
       return kfail('ENOTTY', 'the device has no DMA logging (!device->log_ops): vfio_ioctl_device_feature_logging_*()');
-    case FEATURE_MIG_PRECOPY_INFOv2:
+    case VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2:
       if (atLeast(device.kernel.version, '7.2'))
         return kfail(
           'EINVAL',
@@ -103,14 +109,14 @@ export function vfioIoctlDeviceFeature(device: VfioDevice, arg: IoctlArg): numbe
 export function vfioGetRegionInfo(device: VfioDevice, arg: IoctlArg): number {
   const codec = cdevUapi(device.kernel).VfioRegionInfo;
   const o = codec.offsets;
-  const minsz = o.offset + 8;
+  const minsz = offsetofend(codec, 'offset');
   const info = arg.read(0, minsz);
   const v = new DataView(info.buffer);
   const argsz = v.getUint32(o.argsz, true);
   if (argsz < minsz) kfail('EINVAL', `argsz ${argsz} < ${minsz}: vfio_get_region_info()`, 'argsz');
   const r = device.regionInfo(v.getUint32(o.index, true));
   let flags = r.flags;
-  const caps = new VfioInfoCap();
+  const caps = new VfioInfoCap(type1Features(device.kernel.version).alignedCaps);
   for (const c of r.caps) caps.add(c.id, c.version, c.bytes);
   if (caps.size) {
     flags |= VFIO_REGION_INFO_FLAG_CAPS;

@@ -1,24 +1,55 @@
-import { MAP_SHARED } from '@vfio-ts/uapi/runtime';
-import { kfail } from '../../errors.js';
-import type { PciDevice } from '../../hw/pci/pci-device.js';
-import * as R from '../../hw/pci/pci-regs.js';
-import type { Kernel } from '../../kernel.js';
-import { EventFd } from '../../vfs/eventfd.js';
-import type { MmapTarget } from '../../vfs/file.js';
-import type { IoctlArg } from '../../vfs/ioctl-arg.js';
-import { atLeast } from '../../versions/index.js';
-import { cdevUapi, VfioDevice, type RegionInfo } from '../vfio-device.js';
-import { vfioCheckFeature, vfioSetIrqsValidateAndPrepare, VFIO_DEVICE_FEATURE_SET } from '../vfio-main.js';
-import { vfioConfigInit, vfioPciConfigRw, type PermBits } from './vfio-pci-config.js';
 import {
+  VFIO_DEVICE_FEATURE_MASK,
+  VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
+  VFIO_DEVICE_FEATURE_SET,
+  VFIO_DEVICE_FLAGS_PCI,
+  VFIO_DEVICE_FLAGS_RESET,
+  VFIO_DEVICE_IOEVENTFD_SIZE_MASK,
+  VFIO_IRQ_INFO_AUTOMASKED,
+  VFIO_IRQ_INFO_EVENTFD,
+  VFIO_IRQ_INFO_MASKABLE,
+  VFIO_IRQ_INFO_NORESIZE,
+  VFIO_PCI_BAR0_REGION_INDEX,
+  VFIO_PCI_BAR5_REGION_INDEX,
+  VFIO_PCI_CONFIG_REGION_INDEX,
   VFIO_PCI_ERR_IRQ_INDEX,
   VFIO_PCI_INTX_IRQ_INDEX,
   VFIO_PCI_MSI_IRQ_INDEX,
   VFIO_PCI_MSIX_IRQ_INDEX,
   VFIO_PCI_NUM_IRQS,
+  VFIO_PCI_NUM_REGIONS,
   VFIO_PCI_REQ_IRQ_INDEX,
-  VfioPciIntrs,
-} from './vfio-pci-intrs.js';
+  VFIO_PCI_ROM_REGION_INDEX,
+  VFIO_PCI_VGA_REGION_INDEX,
+  VFIO_REGION_INFO_FLAG_MMAP,
+  VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_INFO_FLAG_WRITE,
+} from '@vfio-ts/uapi/linux-5.10';
+// The low-power features came with 6.1; 5.10 never gets here (vfio_pci_ioctl() answers
+// VFIO_DEVICE_FEATURE itself, vfio-main.ts).
+import {
+  VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+  VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
+  VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+  VfioDeviceLowPowerEntryWithWakeup,
+} from '@vfio-ts/uapi/linux-6.1';
+// Only a device opened through its cdev (6.12 on) reports devids.
+import { VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED } from '@vfio-ts/uapi/linux-6.12';
+import { MAP_SHARED } from '@vfio-ts/uapi/runtime';
+import { kfail } from '../../errors.js';
+import type { PciDevice } from '../../hw/pci/pci-device.js';
+import { PAGE_SIZE } from '../../hw/phys-memory.js';
+import * as R from '../../hw/pci/pci-regs.js';
+import type { Kernel } from '../../kernel.js';
+import { dataView as view, offsetofend } from '../../lib/codec.js';
+import { EventFd } from '../../vfs/eventfd.js';
+import type { MmapTarget } from '../../vfs/file.js';
+import type { IoctlArg } from '../../vfs/ioctl-arg.js';
+import { atLeast } from '../../versions/index.js';
+import { cdevUapi, VfioDevice, type RegionInfo } from '../vfio-device.js';
+import { vfioCheckFeature, vfioSetIrqsValidateAndPrepare } from '../vfio-main.js';
+import { vfioConfigInit, vfioPciConfigRw, type PermBits } from './vfio-pci-config.js';
+import { VfioPciIntrs } from './vfio-pci-intrs.js';
 import {
   mmioAccess,
   vfioPciBarRw,
@@ -27,34 +58,13 @@ import {
   VFIO_PCI_OFFSET_SHIFT,
 } from './vfio-pci-rdwr.js';
 
-/** Region indexes (VFIO_PCI_*_REGION_INDEX). */
-export const VFIO_PCI_BAR0_REGION_INDEX = 0;
-export const VFIO_PCI_BAR5_REGION_INDEX = 5;
-export const VFIO_PCI_ROM_REGION_INDEX = 6;
-export const VFIO_PCI_CONFIG_REGION_INDEX = 7;
-export const VFIO_PCI_VGA_REGION_INDEX = 8;
-export const VFIO_PCI_NUM_REGIONS = 9;
-
-const VFIO_DEVICE_FLAGS_RESET = 1 << 0;
-const VFIO_DEVICE_FLAGS_PCI = 1 << 1;
-const VFIO_REGION_INFO_FLAG_READ = 1 << 0;
-const VFIO_REGION_INFO_FLAG_WRITE = 1 << 1;
-const VFIO_REGION_INFO_FLAG_MMAP = 1 << 2;
-const VFIO_IRQ_INFO_EVENTFD = 1 << 0;
-const VFIO_IRQ_INFO_MASKABLE = 1 << 1;
-const VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
-const VFIO_IRQ_INFO_NORESIZE = 1 << 3;
-const VFIO_PCI_HOT_RESET_FLAG_DEV_ID = 1 << 0;
-const VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED = 1 << 1;
-const VFIO_DEVICE_IOEVENTFD_SIZE_MASK = 0xf;
+/*
+ * The uAPI (include/uapi/linux/vfio.h): constants from the 5.10 bindings, each the same in
+ * every version (packages/uapi/ir), those newer than 5.10 from the version that added them;
+ * struct layouts from the running version's bindings (cdevUapi()).
+ */
+/** VFIO_PCI_IOEVENTFD_MAX (drivers/vfio/pci/vfio_pci_rdwr.c, kernel-internal). */
 const VFIO_PCI_IOEVENTFD_MAX = 1000;
-
-const FEATURE_PCI_VF_TOKEN = 0;
-const FEATURE_LOW_POWER_ENTRY = 3;
-const FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP = 4;
-const FEATURE_LOW_POWER_EXIT = 5;
-
-const PAGE_SIZE = 4096;
 
 /** A memory access to a mapping of a BAR that the kernel answers with SIGBUS. */
 export class SigbusError extends Error {
@@ -74,10 +84,6 @@ interface IoEventfd {
   data: bigint;
   count: number;
   efd: EventFd;
-}
-
-function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /**
@@ -240,7 +246,7 @@ export class VfioPciCoreDevice extends VfioDevice {
   private ioctlGetInfo(arg: IoctlArg): number {
     const codec = cdevUapi(this.kernel).VfioDeviceInfo;
     const o = codec.offsets;
-    const minsz = o.num_irqs + 4;
+    const minsz = offsetofend(codec, 'num_irqs');
     const info = new Uint8Array(codec.size);
     info.set(arg.read(0, minsz));
     const v = view(info);
@@ -251,7 +257,7 @@ export class VfioPciCoreDevice extends VfioDevice {
     v.setUint32(o.num_irqs, VFIO_PCI_NUM_IRQS, true);
     // 5.10 and 6.1 copy back num_irqs's end, or cap_offset's end once argsz reaches it
     // ("For backward compatibility, cannot require this"); 6.12 on, min(argsz, sizeof(info)).
-    const capsz = o.cap_offset + 4;
+    const capsz = offsetofend(codec, 'cap_offset');
     const n = atLeast(this.kernel.version, '6.12') ? Math.min(argsz, codec.size) : argsz >= capsz ? capsz : minsz;
     if (n >= capsz) v.setUint32(o.cap_offset, 0, true);
     arg.write(0, info.subarray(0, n));
@@ -313,8 +319,9 @@ export class VfioPciCoreDevice extends VfioDevice {
 
   /** vfio_pci_ioctl_get_irq_info(). */
   private ioctlGetIrqInfo(arg: IoctlArg): number {
-    const o = cdevUapi(this.kernel).VfioIrqInfo.offsets;
-    const minsz = o.count + 4;
+    const codec = cdevUapi(this.kernel).VfioIrqInfo;
+    const o = codec.offsets;
+    const minsz = offsetofend(codec, 'count');
     const info = arg.read(0, minsz);
     const v = view(info);
     const argsz = v.getUint32(o.argsz, true);
@@ -335,8 +342,9 @@ export class VfioPciCoreDevice extends VfioDevice {
 
   /** vfio_pci_ioctl_set_irqs(). */
   private ioctlSetIrqs(arg: IoctlArg): number {
-    const o = cdevUapi(this.kernel).VfioIrqSet.offsets;
-    const minsz = o.count + 4;
+    const codec = cdevUapi(this.kernel).VfioIrqSet;
+    const o = codec.offsets;
+    const minsz = offsetofend(codec, 'count');
     const v = view(arg.read(0, minsz));
     const hdr = {
       argsz: v.getUint32(o.argsz, true),
@@ -368,7 +376,7 @@ export class VfioPciCoreDevice extends VfioDevice {
   private ioctlGetPciHotResetInfo(arg: IoctlArg): number {
     const codec = cdevUapi(this.kernel).VfioPciHotResetInfo;
     const o = codec.offsets;
-    const minsz = o.count + 4;
+    const minsz = offsetofend(codec, 'count');
     const hdr = arg.read(0, minsz);
     const v = view(hdr);
     const argsz = v.getUint32(o.argsz, true);
@@ -410,8 +418,9 @@ export class VfioPciCoreDevice extends VfioDevice {
 
   /** vfio_pci_ioctl_pci_hot_reset(): a cdev-opened device passes count 0. */
   private ioctlPciHotReset(arg: IoctlArg): number {
-    const o = cdevUapi(this.kernel).VfioPciHotReset.offsets;
-    const minsz = o.count + 4;
+    const codec = cdevUapi(this.kernel).VfioPciHotReset;
+    const o = codec.offsets;
+    const minsz = offsetofend(codec, 'count');
     const v = view(arg.read(0, minsz));
     const argsz = v.getUint32(o.argsz, true);
     const flags = v.getUint32(o.flags, true);
@@ -447,8 +456,9 @@ export class VfioPciCoreDevice extends VfioDevice {
 
   /** vfio_pci_ioctl_ioeventfd() -> vfio_pci_ioeventfd(): registration only (writes to eventfds do not fire here). */
   private ioctlIoeventfd(arg: IoctlArg): number {
-    const o = cdevUapi(this.kernel).VfioDeviceIoeventfd.offsets;
-    const minsz = o.fd + 4;
+    const codec = cdevUapi(this.kernel).VfioDeviceIoeventfd;
+    const o = codec.offsets;
+    const minsz = offsetofend(codec, 'fd');
     const v = view(arg.read(0, minsz));
     const argsz = v.getUint32(o.argsz, true);
     const flags = v.getUint32(o.flags, true);
@@ -485,16 +495,16 @@ export class VfioPciCoreDevice extends VfioDevice {
 
   /** vfio_pci_core_ioctl_feature(): the low-power features; no VF token (not an SR-IOV PF), no DMA-buf export. */
   deviceFeature(flags: number, arg: IoctlArg, dataOffset: number, argsz: number): number {
-    switch (flags & 0xffff) {
-      case FEATURE_LOW_POWER_ENTRY: {
+    switch (flags & VFIO_DEVICE_FEATURE_MASK) {
+      case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: {
         if (!vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0)) return 0;
         this.pmEntry(undefined);
         return 0;
       }
-      case FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: {
-        // struct vfio_device_low_power_entry_with_wakeup { __s32 wakeup_eventfd; __u32 reserved; }
-        if (!vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 8)) return 0;
-        const fd = view(arg.read(dataOffset, 8)).getInt32(0, true);
+      case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: {
+        const entry = VfioDeviceLowPowerEntryWithWakeup;
+        if (!vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, entry.size)) return 0;
+        const fd = entry.decodeFrom(view(arg.read(dataOffset, entry.size)), 0).wakeup_eventfd;
         if (fd < 0) kfail('EINVAL', 'wakeup_eventfd < 0: vfio_pci_core_pm_entry_with_wakeup()');
         const file = this.kernel.fds.get(fd);
         if (!(file instanceof EventFd)) kfail('EINVAL', `fd ${fd} is not an eventfd: eventfd_ctx_fdget()`);
@@ -507,14 +517,17 @@ export class VfioPciCoreDevice extends VfioDevice {
         }
         return 0;
       }
-      case FEATURE_LOW_POWER_EXIT:
+      case VFIO_DEVICE_FEATURE_LOW_POWER_EXIT:
         if (!vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0)) return 0;
         this.pmExit();
         return 0;
-      case FEATURE_PCI_VF_TOKEN:
+      case VFIO_DEVICE_FEATURE_PCI_VF_TOKEN:
         return kfail('ENOTTY', 'the device is not an SR-IOV PF (!vdev->vf_token): vfio_pci_core_feature_token()');
       default:
-        return kfail('ENOTTY', `feature ${flags & 0xffff} is not supported: vfio_pci_core_ioctl_feature()`);
+        return kfail(
+          'ENOTTY',
+          `feature ${flags & VFIO_DEVICE_FEATURE_MASK} is not supported: vfio_pci_core_ioctl_feature()`,
+        );
     }
   }
 

@@ -1,6 +1,3 @@
-import { kfail } from '../../errors.js';
-import * as R from '../../hw/pci/pci-regs.js';
-import { EventFd } from '../../vfs/eventfd.js';
 import {
   VFIO_IRQ_SET_ACTION_MASK,
   VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -9,16 +6,19 @@ import {
   VFIO_IRQ_SET_DATA_BOOL,
   VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_IRQ_SET_DATA_NONE,
-} from '../vfio-main.js';
+  VFIO_PCI_ERR_IRQ_INDEX,
+  VFIO_PCI_INTX_IRQ_INDEX,
+  VFIO_PCI_MSI_IRQ_INDEX,
+  VFIO_PCI_MSIX_IRQ_INDEX,
+  VFIO_PCI_NUM_IRQS,
+  VFIO_PCI_REQ_IRQ_INDEX,
+} from '@vfio-ts/uapi/linux-5.10';
+import { kfail } from '../../errors.js';
+import * as R from '../../hw/pci/pci-regs.js';
+import { EventFd } from '../../vfs/eventfd.js';
 import type { VfioPciCoreDevice } from './vfio-pci-core.js';
 
-/** VFIO_PCI_*_IRQ_INDEX. */
-export const VFIO_PCI_INTX_IRQ_INDEX = 0;
-export const VFIO_PCI_MSI_IRQ_INDEX = 1;
-export const VFIO_PCI_MSIX_IRQ_INDEX = 2;
-export const VFIO_PCI_ERR_IRQ_INDEX = 3;
-export const VFIO_PCI_REQ_IRQ_INDEX = 4;
-export const VFIO_PCI_NUM_IRQS = 5;
+/* VFIO_IRQ_SET_* and VFIO_PCI_*_IRQ_INDEX from the 5.10 bindings: the same in every version. */
 
 /** struct vfio_pci_irq_ctx. */
 interface IrqCtx {

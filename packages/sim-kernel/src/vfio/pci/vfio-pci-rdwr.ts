@@ -2,7 +2,7 @@ import { kfail } from '../../errors.js';
 import type { MmioRegion } from '../../hw/pci/pci-device.js';
 import type { VfioPciCoreDevice } from './vfio-pci-core.js';
 
-/** Bits of a region offset below the region index (VFIO_PCI_OFFSET_SHIFT). */
+/** Bits of a region offset below the region index (VFIO_PCI_OFFSET_SHIFT, include/linux/vfio_pci_core.h: kernel-internal). */
 export const VFIO_PCI_OFFSET_SHIFT = 40n;
 export const VFIO_PCI_OFFSET_MASK = (1n << VFIO_PCI_OFFSET_SHIFT) - 1n;
 

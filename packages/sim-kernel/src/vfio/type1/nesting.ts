@@ -3,14 +3,7 @@ import * as R from '@vfio-ts/uapi/rfc-vfio-nesting';
 import { kfail } from '../../errors.js';
 import type { IommuDevice, IommuDomain } from '../../iommu/domain.js';
 import { IntelVtdUnit } from '../../iommu/intel-vtd.js';
-import {
-  IOMMU_NESTING_FEAT_BIND_PGTBL,
-  IOMMU_NESTING_FEAT_CACHE_INVLD,
-  IOMMU_NESTING_FEAT_SYSWIDE_PASID,
-  IOMMU_NESTING_INFO_SIZE,
-  intelIommuGetNestingInfo,
-  type NestingInfo,
-} from '../../iommu/uapi-intel-svm.js';
+import { IOMMU_NESTING_INFO_SIZE, intelIommuGetNestingInfo, type NestingInfo } from '../../iommu/uapi-intel-svm.js';
 import {
   iommuSvaUnbindGpasid,
   iommuUapiCacheInvalidate,
@@ -19,6 +12,7 @@ import {
   type UserPtr,
 } from '../../iommu/uapi.js';
 import type { Kernel } from '../../kernel.js';
+import { dataView, offsetofend } from '../../lib/codec.js';
 import type { IoctlArg } from '../../vfs/ioctl-arg.js';
 import { vfioMmGetFromTask, type VfioMm } from '../pasid.js';
 import type { Type1Group } from './vfio-iommu-type1.js';
@@ -132,7 +126,7 @@ export class Type1Nesting {
       },
     });
     // size = offsetof(struct vfio_iommu_type1_info_cap_nesting, info) + nesting_info->argsz
-    return bytes.subarray(0, 8 + i.argsz);
+    return bytes.subarray(0, R.VfioIommuType1InfoCapNesting.offsets.info + i.argsz);
   }
 
   /** vfio_iommu_release_nesting_info(): the vfio_mm reference goes with it. */
@@ -154,7 +148,7 @@ export function vfioIommuNestingAttach(kernel: Kernel, domain: IommuDomain, grou
     kfail('ENODEV', 'the IOMMU driver reports no nesting info: iommu_domain_get_attr(DOMAIN_ATTR_NESTING)');
   const info = intelIommuGetNestingInfo(unit, domain, IOMMU_NESTING_INFO_SIZE);
   const state = new Type1Nesting(info, domain, group);
-  if (info.features & IOMMU_NESTING_FEAT_SYSWIDE_PASID) state.vmm = vfioMmGetFromTask(kernel);
+  if (info.features & R.IOMMU_NESTING_FEAT_SYSWIDE_PASID) state.vmm = vfioMmGetFromTask(kernel);
   return state;
 }
 
@@ -174,7 +168,7 @@ function errnoOf(e: unknown): { result: string; detail?: string } {
  * iommu_sva_unbind_gpasid(), whose errors are ignored.
  */
 export function vfioIommuNestingDetachGroup(n: Type1Nesting): void {
-  if (!n.vmm || !(n.info.features & IOMMU_NESTING_FEAT_BIND_PGTBL)) return;
+  if (!n.vmm || !(n.info.features & R.IOMMU_NESTING_FEAT_BIND_PGTBL)) return;
   n.vmm.forEachPasid((pasid) => {
     for (const dev of groupDevices(n)) {
       try {
@@ -188,13 +182,13 @@ export function vfioIommuNestingDetachGroup(n: Type1Nesting): void {
 
 /** vfio_iommu_type1_pasid_request() (v7 07/16). */
 export function vfioIommuType1PasidRequest(n: Type1Nesting | undefined, arg: IoctlArg): number {
-  const minsz = 16; // offsetofend(struct vfio_iommu_type1_pasid_request, range)
-  const b = arg.read(0, minsz);
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const argsz = v.getUint32(0, true);
-  const flags = v.getUint32(4, true);
-  const min = v.getUint32(8, true);
-  const max = v.getUint32(12, true);
+  const codec = R.VfioIommuType1PasidRequest;
+  const minsz = offsetofend(codec, 'range');
+  const {
+    argsz,
+    flags,
+    range: { min, max },
+  } = codec.decodeFrom(dataView(arg.read(0, minsz)), 0);
   if (argsz < minsz || flags & ~R.VFIO_PASID_REQUEST_MASK)
     kfail(
       'EINVAL',
@@ -234,7 +228,7 @@ function dataPtr(arg: IoctlArg, minsz: number): UserPtr {
 
 /** vfio_iommu_handle_pgtbl_op() (v7 10/16). */
 function handlePgtblOp(n: Type1Nesting | undefined, isBind: boolean, data: UserPtr): number {
-  if (!n || !(n.info.features & IOMMU_NESTING_FEAT_BIND_PGTBL))
+  if (!n || !(n.info.features & R.IOMMU_NESTING_FEAT_BIND_PGTBL))
     kfail('EOPNOTSUPP', 'the container has no nesting info with BIND_PGTBL: vfio_iommu_handle_pgtbl_op()');
   if (!n.vmm) kfail('EINVAL', 'no system-wide PASID set (iommu->vmm): vfio_iommu_handle_pgtbl_op()');
   let failure: unknown;
@@ -267,7 +261,7 @@ function handlePgtblOp(n: Type1Nesting | undefined, isBind: boolean, data: UserP
 
 /** vfio_iommu_invalidate_cache() (v7 11/16). */
 function invalidateCache(n: Type1Nesting | undefined, data: UserPtr): number {
-  if (!n || !(n.info.features & IOMMU_NESTING_FEAT_CACHE_INVLD))
+  if (!n || !(n.info.features & R.IOMMU_NESTING_FEAT_CACHE_INVLD))
     kfail('EOPNOTSUPP', 'the container has no nesting info with CACHE_INVLD: vfio_iommu_invalidate_cache()');
   for (const dev of groupDevices(n)) {
     // vfio_dev_cache_invalidate_fn(): the result is not returned.
@@ -283,11 +277,10 @@ function invalidateCache(n: Type1Nesting | undefined, data: UserPtr): number {
 
 /** vfio_iommu_type1_nesting_op() (v7 10/16, 11/16). */
 export function vfioIommuType1NestingOp(n: Type1Nesting | undefined, arg: IoctlArg): number {
-  const minsz = 8; // offsetofend(struct vfio_iommu_type1_nesting_op, flags)
-  const b = arg.read(0, minsz);
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const argsz = v.getUint32(0, true);
-  const flags = v.getUint32(4, true);
+  const minsz = offsetofend(R.VfioIommuType1NestingOp, 'flags');
+  const v = dataView(arg.read(0, minsz));
+  const argsz = v.getUint32(R.VfioIommuType1NestingOp.offsets.argsz, true);
+  const flags = v.getUint32(R.VfioIommuType1NestingOp.offsets.flags, true);
   const op = flags & R.VFIO_NESTING_OP_MASK;
   if (argsz < minsz || flags & ~R.VFIO_NESTING_OP_MASK || op >= R.VFIO_IOMMU_NESTING_OP_NUM)
     kfail(

@@ -1,15 +1,50 @@
+import {
+  VFIO_DMA_CC_IOMMU,
+  VFIO_DMA_MAP_FLAG_READ,
+  VFIO_DMA_MAP_FLAG_WRITE,
+  VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
+  VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
+  VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
+  VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
+  VFIO_IOMMU_INFO_CAPS,
+  VFIO_IOMMU_INFO_PGSIZES,
+  VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+  VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION,
+  VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
+  VFIO_TYPE1_IOMMU,
+  VFIO_TYPE1_NESTING_IOMMU,
+  VFIO_TYPE1v2_IOMMU,
+  VfioBitmap,
+  VfioIommuType1DirtyBitmap,
+  VfioIommuType1DirtyBitmapGet,
+  VfioIommuType1DmaMap,
+  VfioIommuType1DmaUnmap,
+  VfioIommuType1InfoCapIovaRange,
+  VfioIommuType1InfoCapMigration,
+  VfioIommuType1InfoDmaAvail,
+} from '@vfio-ts/uapi/linux-5.10';
+// 5.12 added VFIO_UNMAP_ALL and VFIO_UPDATE_VADDR with their flags; 5.10 has none of them,
+// but the checks below name them on every version (gated by `Type1Features`).
+import {
+  VFIO_DMA_MAP_FLAG_VADDR,
+  VFIO_DMA_UNMAP_FLAG_ALL,
+  VFIO_DMA_UNMAP_FLAG_VADDR,
+  VFIO_UNMAP_ALL,
+  VFIO_UPDATE_VADDR,
+} from '@vfio-ts/uapi/linux-6.1';
 import { ErrnoError } from '@vfio-ts/uapi/runtime';
 import { invariant, kfail } from '../../errors.js';
-import { PAGE_SIZE, type PhysRange } from '../../hw/phys-memory.js';
+import { PAGE_MASK, PAGE_SIZE, type PhysRange } from '../../hw/phys-memory.js';
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE, type IommuDevice, type IommuDomain } from '../../iommu/domain.js';
 import { IntelVtdUnit } from '../../iommu/intel-vtd.js';
-import { iommuGroupOf, type IommuGroup } from '../../iommufd/iommu-core.js';
+import { groupSetDomain, iommuGroupOf, type IommuGroup } from '../../iommu/iommu-core.js';
 import type { Kernel } from '../../kernel.js';
 import { IntervalTree, ItNode } from '../../lib/interval-tree.js';
 import { TASK_SIZE } from '../../mm/address-space.js';
 import { type1Features, type Type1Features } from '../../versions/index.js';
 import type { IoctlArg } from '../../vfs/ioctl-arg.js';
-import { InfoCapChain } from './info-cap.js';
+import { dataView as view, offsetofend } from '../../lib/codec.js';
+import { VfioInfoCap } from '../vfio-info-cap.js';
 import { intelDomainMapped, intelDomainSetAttrNesting, intelDomainUnmapped } from '../../iommu/uapi-intel-svm.js';
 import {
   hasRfcNesting,
@@ -36,52 +71,24 @@ import {
 
 const PAGE = BigInt(PAGE_SIZE);
 const U64_MAX = (1n << 64n) - 1n;
-/** PAGE_MASK as the unsigned long it is. */
-export const PAGE_MASK = U64_MAX & ~(PAGE - 1n);
 
-/** Extension ids (include/uapi/linux/vfio.h). */
-export const VFIO_TYPE1_IOMMU = 1;
-export const VFIO_SPAPR_TCE_IOMMU = 2;
-export const VFIO_TYPE1v2_IOMMU = 3;
-export const VFIO_DMA_CC_IOMMU = 4;
-export const VFIO_EEH = 5;
-/** VFIO_TYPE1_NESTING_IOMMU until 6.12; __VFIO_RESERVED_TYPE1_NESTING_IOMMU from 6.13. */
-export const VFIO_TYPE1_NESTING_IOMMU = 6;
-export const VFIO_SPAPR_TCE_v2_IOMMU = 7;
-export const VFIO_NOIOMMU_IOMMU = 8;
-export const VFIO_UNMAP_ALL = 9;
-export const VFIO_UPDATE_VADDR = 10;
-
-export const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
-export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
-export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
-export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
-export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
-
-export const VFIO_DMA_MAP_FLAG_READ = 1 << 0;
-export const VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
-export const VFIO_DMA_MAP_FLAG_VADDR = 1 << 2;
-export const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1 << 0;
-export const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
-export const VFIO_DMA_UNMAP_FLAG_VADDR = 1 << 2;
-export const VFIO_IOMMU_DIRTY_PAGES_FLAG_START = 1 << 0;
-export const VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP = 1 << 1;
-export const VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP = 1 << 2;
-
-/** sizeof(struct vfio_iommu_type1_info) and offsetofend(..., iova_pgsizes) / (..., cap_offset). */
-const INFO_SIZE = 24;
-const INFO_MINSZ = 16;
-const INFO_CAPSZ = 20;
+/*
+ * The uAPI (include/uapi/linux/vfio.h) comes from the bindings: constants from 5.10's
+ * (every one has the same value in each version that defines it, packages/uapi/ir), those
+ * added in 5.12 from 6.1's, and the layout of struct vfio_iommu_type1_info from the running
+ * version's (`kernel.uapi`). VFIO_TYPE1_NESTING_IOMMU is 5.10's name for the id 7.2 calls
+ * __VFIO_RESERVED_TYPE1_NESTING_IOMMU. The other structs are the same in every version.
+ */
 /** offsetofend(struct vfio_iommu_type1_dma_map, size). */
-const MAP_MINSZ = 32;
+const MAP_MINSZ = offsetofend(VfioIommuType1DmaMap, 'size');
 /** offsetofend(struct vfio_iommu_type1_dma_unmap, size). */
-const UNMAP_MINSZ = 24;
+const UNMAP_MINSZ = offsetofend(VfioIommuType1DmaUnmap, 'size');
 /** sizeof(struct vfio_bitmap). */
-const BITMAP_SIZE = 24;
+const BITMAP_SIZE = VfioBitmap.size;
 /** offsetofend(struct vfio_iommu_type1_dirty_bitmap, flags). */
-const DIRTY_MINSZ = 8;
+const DIRTY_MINSZ = offsetofend(VfioIommuType1DirtyBitmap, 'flags');
 /** sizeof(struct vfio_iommu_type1_dirty_bitmap_get). */
-const DIRTY_GET_SIZE = 40;
+const DIRTY_GET_SIZE = VfioIommuType1DirtyBitmapGet.size;
 
 /** DIRTY_BITMAP_PAGES_MAX (INT_MAX) and DIRTY_BITMAP_SIZE_MAX = DIRTY_BITMAP_BYTES(INT_MAX). */
 const DIRTY_BITMAP_PAGES_MAX = 0x7fffffffn;
@@ -117,10 +124,6 @@ function shr64(x: bigint, s: bigint): bigint {
 function accessOk(addr: bigint, size: bigint): boolean {
   const max = BigInt(TASK_SIZE);
   return size <= max && addr <= max - size;
-}
-
-function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /** A run of pages one vfio_dma pinned: physically contiguous, mapped at `iova`. */
@@ -203,32 +206,12 @@ export const DMA_ENTRY_LIMIT_DEFAULT = 65535;
 /**
  * The iommu_group operations type1 calls (drivers/iommu/iommu.c): iommu_attach_group(),
  * iommu_detach_group() and iommu_get_group_resv_regions(), on the group the IOMMU core
- * keeps for the devices (iommufd/iommu-core.ts holds the same bookkeeping for iommufd).
+ * keeps for the devices (iommu/iommu-core.ts).
  */
 function coreGroup(group: Type1Group): IommuGroup {
   const g = iommuGroupOf(group.devices[0]);
   for (const d of group.devices) iommuGroupOf(d);
   return g;
-}
-
-/** __iommu_group_set_domain(): every device of the group to `domain`, reverting on failure. */
-function groupSetDomain(g: IommuGroup, domain: IommuDomain): void {
-  if (g.domain === domain) return;
-  const done: IommuDevice[] = [];
-  try {
-    for (const dev of g.devices) {
-      dev.unit.attach(dev, domain);
-      dev.attached = domain;
-      done.push(dev);
-    }
-  } catch (e) {
-    for (const dev of done) {
-      if (g.domain) dev.unit.attach(dev, g.domain);
-      dev.attached = g.domain;
-    }
-    throw e;
-  }
-  g.domain = domain;
 }
 
 /** iommu_attach_group() -> __iommu_attach_group(). */
@@ -481,16 +464,14 @@ export class VfioIommu {
 
   /** vfio_iommu_map(): maps a run into every domain, unwinding on failure. */
   private iommuMap(run: PinnedRun, prot: number): void {
-    const pa = run.range.base + run.index * PAGE_SIZE;
-    const len = run.count * PAGE_SIZE;
     const done: VfioDomain[] = [];
     try {
       for (const d of this.domains) {
-        this.domainMap(d.domain, run.iova, pa, len, prot | IOMMU_CACHE);
+        this.domainMapRun(d.domain, run, prot);
         done.push(d);
       }
     } catch (e) {
-      for (const d of done.reverse()) this.domainUnmap(d.domain, run.iova, len);
+      for (const d of done.reverse()) this.domainUnmap(d.domain, run.iova, run.count * PAGE_SIZE);
       throw e;
     }
   }
@@ -556,6 +537,11 @@ export class VfioIommu {
   private domainMap(domain: IommuDomain, iova: bigint, paddr: number, size: number, prot: number): void {
     domain.map(iova, paddr, size, prot);
     if (this.nesting && domain.owner instanceof IntelVtdUnit) intelDomainMapped(domain.owner, domain, iova, size);
+  }
+
+  /** iommu_map() of a pinned run into `domain`, with the IOMMU_CACHE vfio_iommu_map() and vfio_iommu_replay() add. */
+  private domainMapRun(domain: IommuDomain, run: PinnedRun, prot: number): void {
+    this.domainMap(domain, run.iova, run.range.base + run.index * PAGE_SIZE, run.count * PAGE_SIZE, prot | IOMMU_CACHE);
   }
 
   /** iommu_unmap() from one of the container's domains (and intel_iommu_unmap()'s max_addr update). */
@@ -730,13 +716,7 @@ export class VfioIommu {
           const entry = { dma, runs: [] as PinnedRun[], pinned: false };
           done.push(entry);
           for (const run of dma.runs) {
-            this.domainMap(
-              vdomain.domain,
-              run.iova,
-              run.range.base + run.index * PAGE_SIZE,
-              run.count * PAGE_SIZE,
-              dma.prot | IOMMU_CACHE,
-            );
+            this.domainMapRun(vdomain.domain, run, dma.prot);
             entry.runs.push(run);
           }
         } else {
@@ -744,14 +724,7 @@ export class VfioIommu {
           done.push(entry);
           this.pinRuns(dma, dma.vaddr, dma.iova, Number(dma.size / PAGE), entry.runs);
           entry.runs = VfioIommu.mergeRuns(entry.runs);
-          for (const run of entry.runs)
-            this.domainMap(
-              vdomain.domain,
-              run.iova,
-              run.range.base + run.index * PAGE_SIZE,
-              run.count * PAGE_SIZE,
-              dma.prot | IOMMU_CACHE,
-            );
+          for (const run of entry.runs) this.domainMapRun(vdomain.domain, run, dma.prot);
         }
       }
     } catch (e) {
@@ -865,49 +838,50 @@ export class VfioIommu {
   /** vfio_iommu_type1_get_info(). */
   getInfo(arg: IoctlArg): number {
     const f = this.features;
-    const info = new Uint8Array(INFO_SIZE);
-    info.set(arg.read(0, INFO_MINSZ));
+    // sizeof(struct vfio_iommu_type1_info) and offsetofend(..., iova_pgsizes) / (..., cap_offset).
+    const codec = this.kernel.uapi.VfioIommuType1Info;
+    const o = codec.offsets;
+    const size = codec.size;
+    const minsz = offsetofend(codec, 'iova_pgsizes');
+    const capsz = offsetofend(codec, 'cap_offset');
+    const info = new Uint8Array(size);
+    info.set(arg.read(0, minsz));
     const v = view(info);
-    const argsz = v.getUint32(0, true);
-    if (argsz < INFO_MINSZ) kfail('EINVAL', `argsz ${argsz} < ${INFO_MINSZ}: vfio_iommu_type1_get_info()`, 'argsz');
+    const argsz = v.getUint32(o.argsz, true);
+    if (argsz < minsz) kfail('EINVAL', `argsz ${argsz} < ${minsz}: vfio_iommu_type1_get_info()`, 'argsz');
     let copy: number;
-    if (f.infoCopyAll) copy = Math.min(argsz, INFO_SIZE);
-    else copy = argsz >= INFO_CAPSZ ? INFO_CAPSZ : INFO_MINSZ;
-    v.setUint32(16, 0, true);
-    v.setUint32(4, VFIO_IOMMU_INFO_PGSIZES, true);
-    v.setBigUint64(8, this.pgsizeBitmap, true);
-    const caps = new InfoCapChain(f.alignedCaps);
-    // vfio_iommu_migration_build_caps(): struct vfio_iommu_type1_info_cap_migration (32 bytes).
-    const mig = new Uint8Array(32);
-    const mv = view(mig);
-    mv.setUint32(8, 0, true);
-    mv.setBigUint64(16, this.pgsize, true);
-    mv.setBigUint64(24, DIRTY_BITMAP_SIZE_MAX, true);
-    caps.add(VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1, mig);
-    // vfio_iommu_dma_avail_build_caps(): struct vfio_iommu_type1_info_dma_avail (12 bytes).
-    const avail = new Uint8Array(12);
-    view(avail).setUint32(8, this.dmaAvail, true);
-    caps.add(VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, avail);
+    if (f.infoCopyAll) copy = Math.min(argsz, size);
+    else copy = argsz >= capsz ? capsz : minsz;
+    v.setUint32(o.cap_offset, 0, true);
+    v.setUint32(o.flags, VFIO_IOMMU_INFO_PGSIZES, true);
+    v.setBigUint64(o.iova_pgsizes, this.pgsizeBitmap, true);
+    const caps = new VfioInfoCap(f.alignedCaps);
+    // vfio_iommu_migration_build_caps(): struct vfio_iommu_type1_info_cap_migration.
+    caps.add(
+      VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION,
+      1,
+      VfioIommuType1InfoCapMigration.encode({
+        flags: 0,
+        pgsize_bitmap: this.pgsize,
+        max_dirty_bitmap_size: DIRTY_BITMAP_SIZE_MAX,
+      }),
+    );
+    // vfio_iommu_dma_avail_build_caps(): struct vfio_iommu_type1_info_dma_avail.
+    caps.add(VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, VfioIommuType1InfoDmaAvail.encode({ avail: this.dmaAvail }));
     // vfio_iommu_iova_build_caps(): none for an empty list.
     if (this.iovaList.length) {
-      const iov = new Uint8Array(16 + 16 * this.iovaList.length);
-      const iv = view(iov);
-      iv.setUint32(8, this.iovaList.length, true);
-      this.iovaList.forEach((r, i) => {
-        iv.setBigUint64(16 + 16 * i, r.start, true);
-        iv.setBigUint64(24 + 16 * i, r.end, true);
-      });
-      caps.add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, iov);
+      const iova_ranges = this.iovaList.map((r) => ({ start: r.start, end: r.end }));
+      caps.add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, VfioIommuType1InfoCapIovaRange.encode({ iova_ranges }));
     }
     // vfio_iommu_add_nesting_cap() (rfc-vfio-nesting v7 03/16): after the mainline ones.
     if (this.nestingState) caps.add(VFIO_IOMMU_TYPE1_INFO_CAP_NESTING, 1, this.nestingState.capability());
-    v.setUint32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
-    if (argsz < INFO_SIZE + caps.size) {
-      v.setUint32(0, INFO_SIZE + caps.size, true);
+    v.setUint32(o.flags, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
+    if (argsz < size + caps.size) {
+      v.setUint32(o.argsz, size + caps.size, true);
     } else {
-      caps.shift(INFO_SIZE);
-      arg.write(INFO_SIZE, caps.buf);
-      v.setUint32(16, INFO_SIZE, true);
+      caps.shift(size);
+      arg.write(size, caps.buf);
+      v.setUint32(o.cap_offset, size, true);
     }
     arg.write(0, info.subarray(0, copy));
     return 0;
@@ -919,8 +893,9 @@ export class VfioIommu {
   mapDma(arg: IoctlArg): number {
     const f = this.features;
     const m = view(arg.read(0, MAP_MINSZ));
-    const argsz = m.getUint32(0, true);
-    const flags = m.getUint32(4, true);
+    const mo = VfioIommuType1DmaMap.offsets;
+    const argsz = m.getUint32(mo.argsz, true);
+    const flags = m.getUint32(mo.flags, true);
     const mask = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | (f.updateVaddr ? VFIO_DMA_MAP_FLAG_VADDR : 0);
     if (argsz < MAP_MINSZ || flags & ~mask)
       kfail(
@@ -928,7 +903,7 @@ export class VfioIommu {
         'argsz < minsz or unknown flags: vfio_iommu_type1_map_dma()',
         argsz < MAP_MINSZ ? 'argsz' : 'flags',
       );
-    this.doMap(flags, m.getBigUint64(8, true), m.getBigUint64(16, true), m.getBigUint64(24, true));
+    this.doMap(flags, m.getBigUint64(mo.vaddr, true), m.getBigUint64(mo.iova, true), m.getBigUint64(mo.size, true));
     return 0;
   }
 
@@ -1005,10 +980,11 @@ export class VfioIommu {
     const f = this.features;
     const raw = arg.read(0, UNMAP_MINSZ);
     const u = view(raw);
-    const argsz = u.getUint32(0, true);
-    const flags = u.getUint32(4, true);
-    const iova = u.getBigUint64(8, true);
-    const size = u.getBigUint64(16, true);
+    const uo = VfioIommuType1DmaUnmap.offsets;
+    const argsz = u.getUint32(uo.argsz, true);
+    const flags = u.getUint32(uo.flags, true);
+    const iova = u.getBigUint64(uo.iova, true);
+    const size = u.getBigUint64(uo.size, true);
     const mask =
       VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | (f.unmapAll ? VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR : 0);
     if (argsz < UNMAP_MINSZ || flags & ~mask)
@@ -1024,14 +1000,13 @@ export class VfioIommu {
     if (dirty) {
       if (argsz < UNMAP_MINSZ + BITMAP_SIZE)
         kfail('EINVAL', 'argsz leaves no room for struct vfio_bitmap: vfio_iommu_type1_unmap_dma()', 'argsz');
-      const b = view(arg.read(UNMAP_MINSZ, BITMAP_SIZE));
-      bitmap = { pgsize: b.getBigUint64(0, true), size: b.getBigUint64(8, true), data: b.getBigUint64(16, true) };
+      bitmap = VfioBitmap.decodeFrom(view(arg.read(UNMAP_MINSZ, BITMAP_SIZE)), 0);
       if (!accessOk(bitmap.data, bitmap.size))
         kfail('EINVAL', 'the bitmap is not in user memory (access_ok()): vfio_iommu_type1_unmap_dma()');
       verifyBitmapSize(shr64(size, ffs64(bitmap.pgsize)), bitmap.size);
     }
     const unmapped = this.doUnmap(flags, iova, size, bitmap);
-    u.setBigUint64(16, unmapped, true);
+    u.setBigUint64(uo.size, unmapped, true);
     arg.write(0, raw);
     return 0;
   }
@@ -1169,8 +1144,8 @@ export class VfioIommu {
     const f = this.features;
     if (!this.v2) kfail('EACCES', 'dirty page tracking needs a type1v2 container: vfio_iommu_type1_dirty_pages()');
     const hdr = view(arg.read(0, DIRTY_MINSZ));
-    const argsz = hdr.getUint32(0, true);
-    const flags = hdr.getUint32(4, true);
+    const argsz = hdr.getUint32(VfioIommuType1DirtyBitmap.offsets.argsz, true);
+    const flags = hdr.getUint32(VfioIommuType1DirtyBitmap.offsets.flags, true);
     const mask =
       VFIO_IOMMU_DIRTY_PAGES_FLAG_START | VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP | VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
     if (argsz < DIRTY_MINSZ || flags & ~mask)
@@ -1205,12 +1180,11 @@ export class VfioIommu {
       const dataSize = argsz - DIRTY_MINSZ;
       if (!dataSize || dataSize < DIRTY_GET_SIZE)
         kfail('EINVAL', 'argsz leaves no room for struct vfio_iommu_type1_dirty_bitmap_get', 'argsz');
-      const r = view(arg.read(DIRTY_MINSZ, DIRTY_GET_SIZE));
-      const iova = r.getBigUint64(0, true);
-      const size = r.getBigUint64(8, true);
-      const bpgsize = r.getBigUint64(16, true);
-      const bsize = r.getBigUint64(24, true);
-      const data = r.getBigUint64(32, true);
+      const {
+        iova,
+        size,
+        bitmap: { pgsize: bpgsize, size: bsize, data },
+      } = VfioIommuType1DirtyBitmapGet.decodeFrom(view(arg.read(DIRTY_MINSZ, DIRTY_GET_SIZE)), 0);
       let last = iova + size - 1n;
       if (f.overflowErrno) {
         if (!size) kfail('EINVAL', 'size is 0: vfio_iommu_type1_dirty_pages()', 'size');

@@ -1,5 +1,5 @@
 import { kfail } from '../errors.js';
-import type { IommuCap, IommuDevice, IommuDomain } from '../iommu/domain.js';
+import type { IommuCap, IommuDevice, IommuDomain } from './domain.js';
 
 /**
  * The parts of the IOMMU core (drivers/iommu/iommu.c) that iommufd calls: iommu_group
@@ -9,7 +9,7 @@ import type { IommuCap, IommuDevice, IommuDomain } from '../iommu/domain.js';
  * ops->attach_dev / set_dev_pasid through `IommuUnit.attach()`.
  */
 
-/** IOMMU_NO_PASID. */
+/** IOMMU_NO_PASID (include/linux/iommu.h, kernel-internal). */
 export const IOMMU_NO_PASID = 0;
 
 /** struct iommu_group, as far as iommufd observes it. */
@@ -67,7 +67,7 @@ export function deviceMaxPasids(dev: IommuDevice): number {
 }
 
 /** __iommu_group_set_domain(): attaches `domain` to every device of the group, reverting on failure. */
-function groupSetDomain(g: IommuGroup, domain: IommuDomain): void {
+export function groupSetDomain(g: IommuGroup, domain: IommuDomain): void {
   if (g.domain === domain) return;
   const done: IommuDevice[] = [];
   try {
