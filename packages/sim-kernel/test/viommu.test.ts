@@ -335,6 +335,92 @@ describe('selftest FIXTURE(iommufd_viommu) on 7.2', () => {
     expect(f.ioasAlloc()).not.toBe(vdev);
   });
 
+  it('iommufd_viommu.hw_queue: argument checks, index order (EIO, EINVAL, EEXIST), the pinned page cannot be unmapped, queue 1 holds queue 0 (iommufd_hw_queue_alloc_ioctl, mock_hw_queue_init_phys)', () => {
+    const x = viommuFixture();
+    const { f } = x;
+    const P = 4096n;
+    const T = U.IOMMU_HW_QUEUE_TYPE_SELFTEST;
+    const hq = (type: number, index: number, iova: bigint, length: bigint, viommu = x.viommu): number =>
+      f.io(f.u.IOMMU_HW_QUEUE_ALLOC, { viommu_id: viommu, type, index, nesting_parent_iova: iova, length })
+        .out_hw_queue_id;
+    const start = 1n << 24n; // MOCK_APERTURE_START
+    expectErrno('EOPNOTSUPP', () => hq(U.IOMMU_HW_QUEUE_TYPE_DEFAULT, 0, start, P));
+    expectErrno('EOPNOTSUPP', () => hq(U.IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, 0, start, P));
+    expectErrno('EINVAL', () => hq(T, 0, start, 0n));
+    expectErrno('EOVERFLOW', () => hq(T, 0, (1n << 64n) - 1n, P));
+    expectErrno('ENOENT', () => hq(T, 0, start, P, x.hwpt));
+    expectErrno('ENOENT', () => hq(T, 0, start, P));
+    // kvzalloc_objs() of the page array fails above INT_MAX bytes before anything is pinned.
+    expectErrno('ENOMEM', () => hq(T, 0, start, 1n << 40n));
+    const iova = f.map(x.ioas, f.buffer, P);
+    const iova2 = f.map(x.ioas, f.buffer + P, P);
+    expectErrno('EIO', () => hq(T, 1, iova, P));
+    expectErrno('EINVAL', () => hq(T, U.IOMMU_TEST_HW_QUEUE_MAX, iova, P));
+    const next = f.ioasAlloc();
+    f.destroy(next);
+    const q0 = hq(T, 0, iova, P);
+    // The failed calls left no object behind: the queue takes the next free id, its internal
+    // access the one after (iommufd_access_create_internal()), held by the queue.
+    expect(q0).toBe(next);
+    expectErrno('EBUSY', () => f.destroy(q0 + 1));
+    expectErrno('EEXIST', () => hq(T, 0, iova, P));
+    expectErrno('EBUSY', () => f.unmap(x.ioas, iova, P));
+    expectErrno('EBUSY', () => f.destroy(x.viommu));
+    f.unmap(x.ioas, iova2, P);
+    const q1 = hq(T, 1, iova + P / 2n, P / 2n);
+    expectErrno('EBUSY', () => f.destroy(q0));
+    f.destroy(q1);
+    f.destroy(q0);
+    expect(f.unmap(x.ioas, iova, P)).toBe(P);
+    // Both queues and their accesses are gone: the ids are free again.
+    expect(f.ioasAlloc()).toBe(q0);
+  });
+
+  it('IOMMU_HW_QUEUE_ALLOC: a queue over two physically discontiguous pages is EFAULT (iommufd_hw_queue_alloc_phys)', () => {
+    const x = viommuFixture();
+    const { f } = x;
+    const P = 4096n;
+    const a = f.sim.alloc(Number(P)).address;
+    const b = f.sim.alloc(Number(P)).address;
+    const iova = 1n << 26n;
+    // b's page follows a's in physical memory, so mapping b first makes the IOVAs run backwards.
+    f.map(x.ioas, b, P, iova);
+    f.map(x.ioas, a, P, iova + P);
+    const hq = (length: bigint) =>
+      f.io(f.u.IOMMU_HW_QUEUE_ALLOC, {
+        viommu_id: x.viommu,
+        type: U.IOMMU_HW_QUEUE_TYPE_SELFTEST,
+        index: 0,
+        nesting_parent_iova: iova,
+        length,
+      }).out_hw_queue_id;
+    expectErrno('EFAULT', () => hq(2n * P));
+    // Nothing stays pinned or locked after the failure.
+    expect(f.unmap(x.ioas, iova + P, P)).toBe(P);
+    f.destroy(hq(P));
+  });
+
+  it('closing /dev/iommu with two dependent HW queues unpins the queue page (iommufd_fops_release)', () => {
+    const x = viommuFixture();
+    const { f } = x;
+    const P = 4096n;
+    const iova = f.map(x.ioas, f.buffer, P);
+    const hq = (index: number) =>
+      f.io(f.u.IOMMU_HW_QUEUE_ALLOC, {
+        viommu_id: x.viommu,
+        type: U.IOMMU_HW_QUEUE_TYPE_SELFTEST,
+        index,
+        nesting_parent_iova: iova,
+        length: P,
+      }).out_hw_queue_id;
+    hq(0);
+    hq(1);
+    // The mock domain and the two queues' internal accesses hold the page.
+    const [run] = f.kernel.process.mm.pageRuns(Number(f.buffer), 1);
+    expect(run.range.pins[run.index]).toBeGreaterThan(0);
+    // teardown() closes the file and checks that no page of the buffer stays pinned.
+  });
+
   it('vDEVICE rules: ENOENT for unknown vIOMMU or device, EEXIST for a second vDEVICE of a device or a taken virt_id', () => {
     const x = viommuFixture();
     const { f } = x;

@@ -460,12 +460,15 @@ const VIOMMU_TESTS: Record<string, (f: ViommuFixture, ctx: Ctx) => void> = {
     hq(T, 0, MOCK_APERTURE_START, 0n, 'length 0');
     hq(T, 0, (1n << 64n) - 1n, P, 'address overflow');
     hq(T, 0, MOCK_APERTURE_START, P, 'iova not mapped');
+    hq(T, 0, P / 2n, (1n << 64n) - P / 2n, 'offset + length overflows (ERANGE)');
+    hq(T, 0, MOCK_APERTURE_START, 1n << 40n, 'length 1 TiB (no page array)');
     const iova = st.map(st.buffer, PAGE, 'map page 1');
     const iova2 = st.map(st.buffer.address + P, PAGE, 'map page 2');
     hq(T, 1, iova, P, 'index 1 first');
     hq(T, 2, iova, P, 'index MAX');
     const q0 = hq(T, 0, iova, P, 'index 0');
     hq(T, 0, iova, P, 'index 0 again');
+    if (q0) st.destroy(q0 + 1, 'DESTROY the internal access after queue 0 (busy)');
     st.unmap(iova, P, 'unmap the queue page (busy)');
     st.unmap(iova2, P, 'unmap page 2');
     const q1 = hq(T, 1, iova + P / 2n, P / 2n, 'index 1 unaligned');

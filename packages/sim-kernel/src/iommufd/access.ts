@@ -34,34 +34,37 @@ export interface AccessPage {
  * struct iommufd_access (IOMMUFD_OBJ_ACCESS): an in-kernel user of an IOAS (an emulated
  * device such as an mdev, or the selftest's access) that reads and writes IOVAs without an
  * IOMMU, pinning pages through the io_pagetable. The creating driver holds a `users`
- * reference and a reference on the iommufd context until it destroys the access.
+ * reference and a reference on the iommufd context until it destroys the access. An
+ * internal access (7.2, no ops: iommufd_access_is_internal()) is iommufd's own, as a HW
+ * queue's; it holds no context reference and locks the areas it pins against unmapping.
  */
 export class IommufdAccess extends IommufdObject implements IoptAccess {
   readonly type = 'access' as const;
   ioas: Ioas | null = null;
   ioasUnpin: Ioas | null = null;
   readonly iovaAlignment: number;
-  readonly internal = false;
+  readonly internal: boolean;
   iopAccessListId = 0;
 
   constructor(
     readonly ctx: IommufdCtx,
-    readonly ops: AccessOps,
+    readonly ops: AccessOps | undefined,
   ) {
     super();
-    this.iovaAlignment = ops.needsPinPages ? PAGE_SIZE : 1;
+    this.internal = ops === undefined;
+    this.iovaAlignment = !ops || ops.needsPinPages ? PAGE_SIZE : 1;
   }
 
   /** iommufd_access_notify_unmap() for this access (skipped while it is being destroyed). */
   notifyUnmap(iova: bigint, length: bigint): void {
     if (this.users === 0) return;
-    this.ops.unmap(iova, length);
+    this.ops?.unmap(iova, length);
   }
 
   /** iommufd_access_destroy_object(). */
   destroy(): void {
     if (this.ioas) changeIoas(this, null);
-    this.ctx.file?.put();
+    if (!this.internal) this.ctx.file?.put();
   }
 }
 
@@ -72,6 +75,15 @@ export function iommufdAccessCreate(ctx: IommufdCtx, ops: AccessOps): IommufdAcc
   // The calling driver is a user until iommufd_access_destroy().
   access.users++;
   ctx.file?.get();
+  ctx.objects.finalize(access);
+  return access;
+}
+
+/** iommufd_access_create_internal() (7.2): an access without ops, pinning whole pages. */
+export function iommufdAccessCreateInternal(ctx: IommufdCtx): IommufdAccess {
+  const access = new IommufdAccess(ctx, undefined);
+  ctx.objects.reserve(access);
+  access.users++;
   ctx.objects.finalize(access);
   return access;
 }
@@ -99,7 +111,7 @@ function changeIoas(access: IommufdAccess, newIoas: Ioas | null): void {
     newIoas.users++;
   }
   if (cur) {
-    if (!access.internal) access.ops.unmap(0n, ULONG_MAX);
+    access.ops?.unmap(0n, ULONG_MAX);
     cur.iopt.removeAccess(access, id);
     cur.users--;
   }
@@ -111,6 +123,12 @@ function changeIoas(access: IommufdAccess, newIoas: Ioas | null): void {
 export function iommufdAccessAttach(access: IommufdAccess, ioasId: number): void {
   if (access.ioas) kfail('EINVAL', 'iommufd_access_attach: the access is already attached');
   changeIoas(access, getIoas(access.ctx, ioasId));
+}
+
+/** iommufd_access_attach_internal() (7.2): attaches to an IOAS the caller already holds. */
+export function iommufdAccessAttachInternal(access: IommufdAccess, ioas: Ioas): void {
+  if (access.ioas) kfail('EINVAL', 'iommufd_access_attach_internal: the access is already attached');
+  changeIoas(access, ioas);
 }
 
 /** iommufd_access_replace(). */

@@ -12,6 +12,7 @@ import { deviceOps } from './device.js';
 import { eventqOps } from './eventq.js';
 import { faultOps } from './fault.js';
 import { hwptOps } from './hw-pagetable.js';
+import { hwQueueOps } from './hw-queue.js';
 import { ioasOps, ioasOption, optionRlimitMode } from './ioas.js';
 import { selftestOps } from './selftest.js';
 import type { Ucmd } from './ucmd.js';
@@ -57,6 +58,7 @@ export function registerIommufd(kernel: Kernel): void {
     ...deviceOps(kernel),
     ...faultOps(kernel),
     ...viommuOps(kernel),
+    ...hwQueueOps(kernel),
     ...eventqOps(kernel),
     ...vfioCompatOps(kernel),
     ...selftestOps(kernel),

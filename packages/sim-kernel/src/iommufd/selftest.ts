@@ -8,6 +8,8 @@ import {
   IOMMU_TEST_INVALIDATE_FLAG_ALL,
   IOMMU_VEVENTQ_TYPE_SELFTEST,
   IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+  IOMMU_HW_QUEUE_TYPE_SELFTEST,
+  IOMMU_TEST_HW_QUEUE_MAX,
   IOMMU_VIOMMU_TYPE_SELFTEST,
   IommuHwptInvalidateSelftest,
   IommuViommuEventSelftest,
@@ -85,6 +87,7 @@ import {
   type IommufdDevice,
 } from './device.js';
 import { HwptNested, HwptPaging, type Hwpt, type UserInvalidatable } from './hw-pagetable.js';
+import { hwQueueDepend, hwQueueUndepend, type IommufdHwQueue } from './hw-queue.js';
 import { groupPasidDomain, IOMMU_NO_PASID } from '../iommu/iommu-core.js';
 import { getIoas, syzConvIovaIopt } from './ioas.js';
 import { IommufdObject } from './object.js';
@@ -122,6 +125,8 @@ interface MockViommu {
   /** mock_viommu->page: the two pages user space can mmap. */
   page: Uint8Array | undefined;
   mmapOffset: number;
+  /** mock_viommu->hw_queue[IOMMU_TEST_HW_QUEUE_MAX]. */
+  hwQueues: (IommufdHwQueue | undefined)[];
 }
 
 /** _iommufd_alloc_mmap(): the lowest free offset range from PAGE_SIZE up. */
@@ -153,11 +158,14 @@ function mockViommuDriver(kernel: Kernel): ViommuDriver {
     cacheInvalidate(viommu, mm2, array) {
       return mockViommuCacheInvalidate(viommu, mm2, array);
     },
+    // mock_viommu_get_hw_queue_size()
+    getHwQueueSize: (_viommu, type) => (type === IOMMU_HW_QUEUE_TYPE_SELFTEST ? 1 : 0),
+    hwQueueInitPhys: mockHwQueueInitPhys,
   };
   return {
     getViommuSize: (_dev, type) => (type === IOMMU_VIOMMU_TYPE_SELFTEST ? 1 : 0),
     viommuInit(viommu, _parent, userData) {
-      const mv: MockViommu = { page: undefined, mmapOffset: 0 };
+      const mv: MockViommu = { page: undefined, mmapOffset: 0, hwQueues: [] };
       if (userData) {
         // iommu_copy_struct_from_user(&data, user_data, IOMMU_VIOMMU_TYPE_SELFTEST, out_data)
         if (userData.type !== IOMMU_VIOMMU_TYPE_SELFTEST)
@@ -192,6 +200,29 @@ function mockViommuDriver(kernel: Kernel): ViommuDriver {
       viommu.driver = mv;
       viommu.ops = ops;
     },
+  };
+}
+
+/**
+ * mock_hw_queue_init_phys(): queue `index` needs queue `index - 1` (EIO without it) and
+ * depends on it; the physical address the core found must be what the nesting parent maps
+ * the queue's IOVA to.
+ */
+function mockHwQueueInitPhys(hwQueue: IommufdHwQueue, index: number, basePa: number): void {
+  const viommu = hwQueue.viommu!;
+  const mv = viommu.driver as MockViommu;
+  if (index >= IOMMU_TEST_HW_QUEUE_MAX) kfail('EINVAL', `mock_hw_queue_init_phys: index ${index} >= 2`, 'index');
+  if (mv.hwQueues[index]) kfail('EEXIST', `mock_hw_queue_init_phys: queue ${index} exists`, 'index');
+  const prev = index ? mv.hwQueues[index - 1] : undefined;
+  if (index && !prev) kfail('EIO', `mock_hw_queue_init_phys: queue ${index - 1} does not exist`, 'index');
+  if (basePa !== viommu.hwpt.domain!.iovaToPhys(hwQueue.baseAddr))
+    kfail('EFAULT', 'mock_hw_queue_init_phys: the core converted the IOVA to a wrong physical address');
+  if (prev) hwQueueDepend(hwQueue, prev);
+  mv.hwQueues[index] = hwQueue;
+  // mock_hw_queue_destroy()
+  hwQueue.driverDestroy = () => {
+    mv.hwQueues[index] = undefined;
+    if (prev) hwQueueUndepend(hwQueue, prev);
   };
 }
 
@@ -497,7 +528,7 @@ function testAccessPages(ctx: IommufdCtx, t: TestCmd): void {
     kfail('EOPNOTSUPP', 'iommufd_test_access_pages: unknown flags');
   const st = accessGet(ctx, t.u32('id'));
   const access = st.access!;
-  if (!access.ops.needsPinPages)
+  if (!access.ops?.needsPinPages)
     kfail('EOPNOTSUPP', 'iommufd_test_access_pages: the access was not created with NEEDS_PIN_PAGES');
   if (flags & MOCK_FLAGS_ACCESS_SYZ) iova = access.ioas ? syzConvIovaIopt(access.ioas.iopt, iova) : 0n;
   const pages = iommufdAccessPinPages(access, iova, length, flags & MOCK_FLAGS_ACCESS_WRITE);

@@ -13,6 +13,7 @@ import { defineOp, type IommufdCtx } from './ctx.js';
 import { getDevice, type IommufdDevice } from './device.js';
 import type { IommufdVeventq } from './eventq.js';
 import { HwptNested, HwptPaging } from './hw-pagetable.js';
+import type { IommufdHwQueue } from './hw-queue.js';
 import { IommufdObject } from './object.js';
 import type { IoctlOp, Ucmd } from './ucmd.js';
 
@@ -27,6 +28,13 @@ export interface ViommuOps {
     mm: AddressSpace,
     array: { type: number; uptr: bigint; entryLen: number; entryNum: number },
   ): { done: number; error?: unknown };
+  /** get_hw_queue_size: 0 for a HW queue type the vIOMMU does not have. */
+  getHwQueueSize?(viommu: IommufdViommu, type: number): number;
+  /**
+   * hw_queue_init_phys: sets up queue `index` at physical address `basePa`, or throws the
+   * driver's errno; a driver teardown goes in `hwQueue.driverDestroy`.
+   */
+  hwQueueInitPhys?(hwQueue: IommufdHwQueue, index: number, basePa: number): void;
 }
 
 /** The iommu_ops of a driver with vIOMMUs (get_viommu_size, viommu_init). */
