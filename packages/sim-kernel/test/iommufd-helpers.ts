@@ -14,33 +14,17 @@ export const PAGE_SIZE = 4096;
 export const HUGEPAGE_SIZE = 2 * 1024 * 1024;
 export const BUFFER_SIZE = PAGE_SIZE * 16;
 export const U64_MAX = 0xffff_ffff_ffff_ffffn;
-export const MOCK_APERTURE_START = 1n << 24n;
-export const MOCK_APERTURE_LAST = (1n << 31n) - 1n;
+export const MOCK_APERTURE_START = BigInt(U72.MOCK_APERTURE_START);
+export const MOCK_APERTURE_LAST = BigInt(U72.MOCK_APERTURE_LAST);
 export const MOCK_PAGE_SIZE = 2048;
 
-export const OP = {
-  ADD_RESERVED: 1,
-  MOCK_DOMAIN: 2,
-  MD_CHECK_MAP: 3,
-  MD_CHECK_REFS: 4,
-  CREATE_ACCESS: 5,
-  DESTROY_ACCESS_PAGES: 6,
-  ACCESS_PAGES: 7,
-  ACCESS_RW: 8,
-  SET_TEMP_MEMORY_LIMIT: 9,
-  MOCK_DOMAIN_REPLACE: 10,
-  ACCESS_REPLACE_IOAS: 11,
-  MOCK_DOMAIN_FLAGS: 12,
-  DIRTY: 13,
-  MD_CHECK_IOTLB: 14,
-  TRIGGER_IOPF: 15,
-  DEV_CHECK_CACHE: 16,
-  TRIGGER_VEVENT: 17,
-  PASID_ATTACH: 18,
-  PASID_REPLACE: 19,
-  PASID_DETACH: 20,
-  PASID_CHECK_HWPT: 21,
-} as const;
+const TEST_OP_PREFIX = 'IOMMU_TEST_OP_';
+/** IOMMU_TEST_OP_* of iommufd_test.h without the prefix (7.2's, which has every op 6.12 has, with the same values). */
+export const OP = Object.fromEntries(
+  Object.entries(U72)
+    .filter(([k]) => k.startsWith(TEST_OP_PREFIX))
+    .map(([k, v]) => [k.slice(TEST_OP_PREFIX.length), v]),
+) as { readonly [K in keyof typeof U72 as K extends `${typeof TEST_OP_PREFIX}${infer N}` ? N : never]: number };
 
 export const RW = 2 | 4;
 export const FIXED = 1;

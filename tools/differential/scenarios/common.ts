@@ -3,6 +3,7 @@
  * use, and the kernel selftest's helpers (tools/testing/selftests/iommu/iommufd_utils.h)
  * written against the recording context.
  */
+import * as U72 from '@vfio-ts/uapi/linux-7.2';
 import { MAP_SHARED, PROT_READ, PROT_WRITE, type Mapping } from '@vfio-ts/uapi/runtime';
 import type { Ctx, Mem } from '../recorder.js';
 
@@ -109,37 +110,19 @@ export function dmaChecks(ctx: Ctx, bar: Mapping, src: Mem, dst: Mem, tag: strin
 // ---- iommufd selftest helpers (iommufd_utils.h) ---------------------------------------------
 
 /** MOCK_APERTURE_START/LAST (iommufd_test.h). */
-export const MOCK_APERTURE_START = 1n << 24n;
-export const MOCK_APERTURE_LAST = (1n << 31n) - 1n;
+export const MOCK_APERTURE_START = BigInt(U72.MOCK_APERTURE_START);
+export const MOCK_APERTURE_LAST = BigInt(U72.MOCK_APERTURE_LAST);
 /** The mock domain's page size: PAGE_SIZE / 2 (selftest.c MOCK_IO_PAGE_SIZE; 7.2: MOCK_PAGE_SIZE). */
 export const MOCK_PAGE_SIZE = 2048;
-export const IOMMU_TEST_IOTLB_DEFAULT = 0xbadbeef;
-export const IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
+export const { IOMMU_TEST_IOTLB_DEFAULT, IOMMU_TEST_DEV_CACHE_DEFAULT } = U72;
 
-/** IOMMU_TEST_OP_* (iommufd_test.h). */
-export const OP = {
-  ADD_RESERVED: 1,
-  MOCK_DOMAIN: 2,
-  MD_CHECK_MAP: 3,
-  MD_CHECK_REFS: 4,
-  CREATE_ACCESS: 5,
-  DESTROY_ACCESS_PAGES: 6,
-  ACCESS_PAGES: 7,
-  ACCESS_RW: 8,
-  SET_TEMP_MEMORY_LIMIT: 9,
-  MOCK_DOMAIN_REPLACE: 10,
-  ACCESS_REPLACE_IOAS: 11,
-  MOCK_DOMAIN_FLAGS: 12,
-  DIRTY: 13,
-  MD_CHECK_IOTLB: 14,
-  TRIGGER_IOPF: 15,
-  DEV_CHECK_CACHE: 16,
-  TRIGGER_VEVENT: 17,
-  PASID_ATTACH: 18,
-  PASID_REPLACE: 19,
-  PASID_DETACH: 20,
-  PASID_CHECK_HWPT: 21,
-} as const;
+const TEST_OP_PREFIX = 'IOMMU_TEST_OP_';
+/** IOMMU_TEST_OP_* of iommufd_test.h without the prefix (7.2's, which has every op 6.12 has, with the same values). */
+export const OP = Object.fromEntries(
+  Object.entries(U72)
+    .filter(([k]) => k.startsWith(TEST_OP_PREFIX))
+    .map(([k, v]) => [k.slice(TEST_OP_PREFIX.length), v]),
+) as { readonly [K in keyof typeof U72 as K extends `${typeof TEST_OP_PREFIX}${infer N}` ? N : never]: number };
 
 /** The selftest's fixture: /dev/iommu, an IOAS, and its `buffer` (16 pages). */
 export class St {

@@ -4,13 +4,12 @@
  * tools/testing/selftests/iommu/iommufd.c: iommufd_ioas.alloc_hwpt_nested, the
  * iommufd_viommu fixture and iommufd_device_pasid.
  */
+import * as U72 from '@vfio-ts/uapi/linux-7.2';
 import type { Ctx, Mem, Scenario } from '../recorder.js';
 import { IOMMU_TEST_DEV_CACHE_DEFAULT, IOMMU_TEST_IOTLB_DEFAULT, MOCK_APERTURE_START, OP, PAGE, St } from './common.js';
 
 const P = BigInt(PAGE);
-const MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
-const MOCK_DEV_CACHE_ID_MAX = 3;
-const MOCK_FLAGS_DEVICE_PASID = 4;
+const { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_DEV_CACHE_ID_MAX, MOCK_FLAGS_DEVICE_PASID } = U72;
 
 /** A struct iommu_hwpt_selftest { iotlb } in user memory. */
 function selftestData(ctx: Ctx, st: St): { mem: Mem; len: number } {

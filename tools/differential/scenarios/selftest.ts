@@ -5,6 +5,7 @@
  * representative iterations and random data is a fixed pattern. Scenario names are
  * `st.<FIXTURE>.<variant>.<test>`.
  */
+import * as U72 from '@vfio-ts/uapi/linux-7.2';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from '@vfio-ts/uapi/runtime';
 import type { Ctx, Mem, Scenario } from '../recorder.js';
 import {
@@ -21,11 +22,13 @@ import {
 
 const P = BigInt(PAGE);
 const MP = BigInt(MOCK_PAGE_SIZE);
-const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1;
-const MOCK_ACCESS_RW_WRITE = 1;
-const MOCK_ACCESS_RW_SLOW_PATH = 4;
-const MOCK_FLAGS_DEVICE_NO_DIRTY = 1;
-const MOCK_FLAGS_DEVICE_PASID = 4;
+const {
+  MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+  MOCK_ACCESS_RW_WRITE,
+  MOCK_ACCESS_RW_SLOW_PATH,
+  MOCK_FLAGS_DEVICE_NO_DIRTY,
+  MOCK_FLAGS_DEVICE_PASID,
+} = U72;
 
 /** test_ioctl_set_default_memory_limit(): the global limit goes back to 65536 pages. */
 function defaultLimit(st: St): void {
