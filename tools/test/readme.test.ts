@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +24,19 @@ describe('README', () => {
     const real = readFileSync(join(root, 'examples/real-edu.ts'), 'utf8').replace(/^\/\*\*[\s\S]*?\*\/\n/, '');
     expect(readme).toContain('```ts\n' + test + '```');
     expect(readme).toContain('```ts\n' + real + '```');
+  });
+
+  it("its `vfio-ts decode` and `abi-diff` lines (and the CLI package README's) run as written", () => {
+    const cliReadme = readFileSync(join(root, 'packages/cli/README.md'), 'utf8');
+    const lines = [...(readme + cliReadme).matchAll(/^npx vfio-ts ((?:decode|abi-diff) .*?)(?:\s+#.*)?$/gm)].map(
+      (m) => m[1],
+    );
+    expect(lines.length).toBeGreaterThan(1);
+    for (const line of lines) {
+      const args = [...line.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2] ?? m[3]);
+      const r = spawnSync(process.execPath, [join(root, 'packages/cli/dist/bin.js'), ...args], { encoding: 'utf8' });
+      expect(r.status, `${line}: ${r.stderr}`).toBe(0);
+    }
   });
 
   it('names only npm scripts that exist', () => {

@@ -68,7 +68,9 @@ function doc(text: string, indent = ''): string {
 
 function sinceFact(since: string | undefined): string | undefined {
   if (!since) return undefined;
-  return /^\d/.test(since) ? `Since Linux ${since}.` : `From the ${since} proposal (not in mainline Linux).`;
+  return /^\d/.test(since)
+    ? `First in vfio-ts's Linux ${since} headers.`
+    : `From the ${since} proposal (not in mainline Linux).`;
 }
 
 function literal(value: string): string {

@@ -123,6 +123,37 @@ function errnoOf(e: unknown): string {
   throw e;
 }
 
+/**
+ * Opens the container node and a group for a probe that `use`s them and closes both; a node
+ * that cannot be opened (a group another process holds is EBUSY) is a refusal, not an error.
+ */
+function withContainerAndGroup<R>(
+  port: KernelPort,
+  group: string,
+  use: (container: number, group: number) => R,
+  refuse: (why: string) => R,
+): R {
+  let container = -1;
+  let g = -1;
+  try {
+    container = port.open('/dev/vfio/vfio');
+  } catch (e) {
+    return refuse(`open /dev/vfio/vfio: ${errnoOf(e)}`);
+  }
+  try {
+    g = port.open(`/dev/vfio/${group}`);
+  } catch (e) {
+    port.close(container);
+    return refuse(`open /dev/vfio/${group}: ${errnoOf(e)}`);
+  }
+  try {
+    return use(container, g);
+  } finally {
+    port.close(g);
+    port.close(container);
+  }
+}
+
 /** Reads the kernel release from /proc/sys/kernel/osrelease, or null. */
 export function kernelRelease(port: KernelPort): string | null {
   let fd: number;
@@ -368,32 +399,37 @@ function probeContainer(
   const out: ContainerProbe = { servedBy, caps: [], refused: [] };
   const type = ['VFIO_TYPE1v2_IOMMU', 'VFIO_TYPE1_IOMMU'].find((t) => offered(extensions[t]));
   if (!type || !groups.length) return out;
-  const container = port.open('/dev/vfio/vfio');
-  const group = port.open(`/dev/vfio/${groups[0]}`);
-  try {
-    ioctl(port, group, desc<IoctlDescriptor & { kind: 'pointer' }>(u, 'VFIO_GROUP_SET_CONTAINER')!, container);
-    ioctl(port, container, desc<ValueIoctl>(u, 'VFIO_SET_IOMMU')!, constant(u, type)!);
-    out.iommuType = type;
-    const info = getInfo(
-      port,
-      container,
-      desc<StructIoctl<{ argsz: number; iova_pgsizes: bigint }>>(u, 'VFIO_IOMMU_GET_INFO')!,
-      {},
-      u.VfioIommuType1InfoCaps as CapChain<unknown> | undefined,
-    );
-    out.iovaPgsizes = info.value.iova_pgsizes;
-    out.caps = capsOf(info.caps);
-    try {
-      ioctl(port, group, desc<NoArgIoctl>(u, 'VFIO_GROUP_UNSET_CONTAINER')!);
-    } catch (e) {
-      out.refused.push(`unset: ${errnoOf(e)}`);
-    }
-  } catch (e) {
-    out.refused.push(errnoOf(e));
-  } finally {
-    port.close(group);
-    port.close(container);
-  }
+  const refuse = (why: string) => {
+    out.refused.push(why);
+  };
+  withContainerAndGroup(
+    port,
+    groups[0],
+    (container, group) => {
+      try {
+        ioctl(port, group, desc<IoctlDescriptor & { kind: 'pointer' }>(u, 'VFIO_GROUP_SET_CONTAINER')!, container);
+        ioctl(port, container, desc<ValueIoctl>(u, 'VFIO_SET_IOMMU')!, constant(u, type)!);
+        out.iommuType = type;
+        const info = getInfo(
+          port,
+          container,
+          desc<StructIoctl<{ argsz: number; iova_pgsizes: bigint }>>(u, 'VFIO_IOMMU_GET_INFO')!,
+          {},
+          u.VfioIommuType1InfoCaps as CapChain<unknown> | undefined,
+        );
+        out.iovaPgsizes = info.value.iova_pgsizes;
+        out.caps = capsOf(info.caps);
+        try {
+          ioctl(port, group, desc<NoArgIoctl>(u, 'VFIO_GROUP_UNSET_CONTAINER')!);
+        } catch (e) {
+          refuse(`unset: ${errnoOf(e)}`);
+        }
+      } catch (e) {
+        refuse(errnoOf(e));
+      }
+    },
+    refuse,
+  );
   return out;
 }
 
@@ -403,8 +439,17 @@ function probeContainer(
  * VFIO_IOMMU_TYPE1_INFO_CAP_NESTING from VFIO_IOMMU_GET_INFO. Everything is undone.
  */
 function probeNestingContainer(port: KernelPort, rfc: Uapi, group: string): NestingContainerProbe {
-  const container = port.open('/dev/vfio/vfio');
-  const g = port.open(`/dev/vfio/${group}`);
+  return withContainerAndGroup(
+    port,
+    group,
+    (container, g) => probeNestingWith(port, rfc, container, g),
+    (refused) => ({
+      refused,
+    }),
+  );
+}
+
+function probeNestingWith(port: KernelPort, rfc: Uapi, container: number, g: number): NestingContainerProbe {
   try {
     ioctl(port, g, desc<IoctlDescriptor & { kind: 'pointer' }>(rfc, 'VFIO_GROUP_SET_CONTAINER')!, container);
     try {
@@ -445,9 +490,6 @@ function probeNestingContainer(port: KernelPort, rfc: Uapi, group: string): Nest
     };
   } catch (e) {
     return { refused: errnoOf(e) };
-  } finally {
-    port.close(g);
-    port.close(container);
   }
 }
 

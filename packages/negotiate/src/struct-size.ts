@@ -72,7 +72,7 @@ export class NewerFieldError extends ErrnoError {
     super(cause.errno, {
       call,
       field: fields[0]?.path,
-      detail: `${fields.map((f) => `${f.path} (since Linux ${f.since})`).join(', ')} ${fields.length === 1 ? 'is' : 'are'} set, but ${kernel ? `Linux ${kernel}` : 'the running kernel'} does not know ${fields.length === 1 ? 'it' : 'them'} in ${struct}`,
+      detail: `${fields.map((f) => `${f.path} (first in the Linux ${f.since} headers)`).join(', ')} ${fields.length === 1 ? 'is' : 'are'} set, but ${kernel ? `Linux ${kernel}` : 'the running kernel'} does not know ${fields.length === 1 ? 'it' : 'them'} in ${struct}`,
       cause,
     });
     this.name = 'NewerFieldError';

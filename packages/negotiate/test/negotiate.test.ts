@@ -99,7 +99,7 @@ describe('struct-size negotiation names a too-new member', () => {
       ['flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE', '7.2'],
     ]);
     expect(e.message).toContain(
-      'in_data_type (since Linux 7.2), flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE (since Linux 7.2) are set, but Linux 6.12 does not know them in struct iommu_hw_info',
+      'in_data_type (first in the Linux 7.2 headers), flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE (first in the Linux 7.2 headers) are set, but Linux 6.12 does not know them in struct iommu_hw_info',
     );
   });
 
@@ -198,5 +198,16 @@ describe('backend choice for every simulator personality', () => {
     expect(r.reasons.find((x) => x.backend === 'vfio-type1-nesting')!.why).toMatch(
       /VFIO_NESTING_GET_IOMMU_UAPI_VERSION/,
     );
+  });
+
+  it('a group another process holds (vfio_group_fops_open: EBUSY) is reported as a refusal, not thrown', async () => {
+    const sim = new SimKernel({ version: '6.1', devices: [{ model: 'edu' }] });
+    const held = sim.open(sim.devices()[0].groupPath);
+    const r = await probe(sim, { simulated: true });
+    expect(r.container?.refused).toEqual([`open ${sim.devices()[0].groupPath}: EBUSY`]);
+    expect(r.container?.iommuType).toBeUndefined();
+    sim.close(held);
+    // Nothing the probe opened stays open: the group can be opened again.
+    sim.close(sim.open(sim.devices()[0].groupPath));
   });
 });

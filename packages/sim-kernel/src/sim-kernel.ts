@@ -77,7 +77,10 @@ export interface SimDeviceInfo {
   model: string;
   /** PCI address, `0000:00:03.0`. */
   bdf: string;
-  /** The VFIO device cdev, `/dev/vfio/devices/vfio0`. */
+  /**
+   * The VFIO device cdev, `/dev/vfio/devices/vfio0`. Kernels before 6.12 here (5.10, 6.1)
+   * have no device cdevs: opening it there fails with ENOENT, as on those kernels.
+   */
   cdevPath: string;
   /** The VFIO group node, `/dev/vfio/<group>`. */
   groupPath: string;

@@ -132,7 +132,8 @@ export interface IntelVtdOptions {
   supervisorRequests?: boolean;
   /**
    * The driver's behaviour: `legacy` is the 6.12 driver's own page table code, `generic-pt`
-   * is 7.2's generic page table. Set by the kernel version.
+   * is 7.2's generic page table. Default: the one of the kernel version (`generic-pt` from
+   * 7.2); giving it pairs a version with the other driver, which no released kernel has.
    */
   driver?: 'legacy' | 'generic-pt';
 }

@@ -6,7 +6,7 @@
  *
  * C: `struct iommu_fault_unrecoverable` (linux/iommu.h:69).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuFaultUnrecoverable {
   /**
@@ -14,7 +14,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reason: number;
   /**
@@ -22,7 +22,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -30,7 +30,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: number;
   /**
@@ -38,7 +38,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   perm: number;
   /**
@@ -46,7 +46,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
@@ -54,7 +54,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   fetch_addr: bigint;
 }
@@ -64,7 +64,7 @@ export interface IommuFaultUnrecoverable {
  *
  * C: `struct iommu_fault_page_request` (linux/iommu.h:94).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuFaultPageRequest {
   /**
@@ -72,7 +72,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -80,7 +80,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: number;
   /**
@@ -88,7 +88,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   grpid: number;
   /**
@@ -96,7 +96,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   perm: number;
   /**
@@ -104,7 +104,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
@@ -112,7 +112,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u64[2]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   private_data: bigint[];
 }
@@ -122,7 +122,7 @@ export interface IommuFaultPageRequest {
  *
  * C: `struct iommu_fault` (linux/iommu.h:115).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuFault {
   /**
@@ -130,7 +130,7 @@ export interface IommuFault {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
@@ -138,7 +138,7 @@ export interface IommuFault {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   padding: number;
   /**
@@ -146,7 +146,7 @@ export interface IommuFault {
    *
    * C: `struct iommu_fault_unrecoverable`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   event: IommuFaultUnrecoverable;
   /**
@@ -154,7 +154,7 @@ export interface IommuFault {
    *
    * C: `struct iommu_fault_page_request`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   prm: IommuFaultPageRequest;
   /**
@@ -162,7 +162,7 @@ export interface IommuFault {
    *
    * C: `__u8[56]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   padding2: Uint8Array;
 }
@@ -172,7 +172,7 @@ export interface IommuFault {
  *
  * C: `struct iommu_page_response` (linux/iommu.h:150).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuPageResponse {
   /**
@@ -180,7 +180,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
@@ -188,7 +188,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -196,7 +196,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -204,7 +204,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: number;
   /**
@@ -212,7 +212,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   grpid: number;
   /**
@@ -220,7 +220,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   code: number;
 }
@@ -230,7 +230,7 @@ export interface IommuPageResponse {
  *
  * C: `struct iommu_inv_addr_info` (linux/iommu.h:189).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuInvAddrInfo {
   /**
@@ -238,7 +238,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -246,7 +246,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   archid: number;
   /**
@@ -254,7 +254,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: bigint;
   /**
@@ -262,7 +262,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
@@ -270,7 +270,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   granule_size: bigint;
   /**
@@ -278,7 +278,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nb_granules: bigint;
 }
@@ -288,7 +288,7 @@ export interface IommuInvAddrInfo {
  *
  * C: `struct iommu_inv_pasid_info` (linux/iommu.h:216).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuInvPasidInfo {
   /**
@@ -296,7 +296,7 @@ export interface IommuInvPasidInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -304,7 +304,7 @@ export interface IommuInvPasidInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   archid: number;
   /**
@@ -312,7 +312,7 @@ export interface IommuInvPasidInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: bigint;
 }
@@ -341,7 +341,7 @@ export interface IommuInvPasidInfo {
  *
  * C: `struct iommu_cache_invalidate_info` (linux/iommu.h:255).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuCacheInvalidateInfo {
   /**
@@ -349,7 +349,7 @@ export interface IommuCacheInvalidateInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
@@ -357,7 +357,7 @@ export interface IommuCacheInvalidateInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -365,7 +365,7 @@ export interface IommuCacheInvalidateInfo {
    *
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cache: number;
   /**
@@ -373,7 +373,7 @@ export interface IommuCacheInvalidateInfo {
    *
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   granularity: number;
   /**
@@ -381,13 +381,13 @@ export interface IommuCacheInvalidateInfo {
    *
    * C: `__u8[6]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   padding: Uint8Array;
   /**
    * C: `union <anonymous>`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   granu: {
     /**
@@ -395,7 +395,7 @@ export interface IommuCacheInvalidateInfo {
      *
      * C: `struct iommu_inv_pasid_info`.
      *
-     * Since Linux 5.10.
+     * First in vfio-ts's Linux 5.10 headers.
      */
     pasid_info: IommuInvPasidInfo;
     /**
@@ -403,7 +403,7 @@ export interface IommuCacheInvalidateInfo {
      *
      * C: `struct iommu_inv_addr_info`.
      *
-     * Since Linux 5.10.
+     * First in vfio-ts's Linux 5.10 headers.
      */
     addr_info: IommuInvAddrInfo;
   };
@@ -417,7 +417,7 @@ export interface IommuCacheInvalidateInfo {
  *
  * C: `struct iommu_gpasid_bind_data_vtd` (linux/iommu.h:284).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuGpasidBindDataVtd {
   /**
@@ -425,7 +425,7 @@ export interface IommuGpasidBindDataVtd {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: bigint;
   /**
@@ -433,7 +433,7 @@ export interface IommuGpasidBindDataVtd {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pat: number;
   /**
@@ -441,7 +441,7 @@ export interface IommuGpasidBindDataVtd {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   emt: number;
 }
@@ -457,7 +457,7 @@ export interface IommuGpasidBindDataVtd {
  *
  * C: `struct iommu_gpasid_bind_data` (linux/iommu.h:321).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuGpasidBindData {
   /**
@@ -465,7 +465,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
@@ -473,7 +473,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -481,7 +481,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   format: number;
   /**
@@ -489,7 +489,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr_width: number;
   /**
@@ -497,7 +497,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: bigint;
   /**
@@ -505,7 +505,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   gpgd: bigint;
   /**
@@ -513,7 +513,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   hpasid: bigint;
   /**
@@ -521,7 +521,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   gpasid: bigint;
   /**
@@ -529,13 +529,13 @@ export interface IommuGpasidBindData {
    *
    * C: `__u8[8]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   padding: Uint8Array;
   /**
    * C: `union <anonymous>`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vendor: {
     /**
@@ -543,7 +543,7 @@ export interface IommuGpasidBindData {
      *
      * C: `struct iommu_gpasid_bind_data_vtd`.
      *
-     * Since Linux 5.10.
+     * First in vfio-ts's Linux 5.10 headers.
      */
     vtd: IommuGpasidBindDataVtd;
   };
@@ -563,7 +563,7 @@ export interface IommuGpasidBindData {
  *
  * C: `struct vfio_info_cap_header` (linux/vfio.h:75).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioInfoCapHeader {
   /**
@@ -571,7 +571,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   id: number;
   /**
@@ -579,7 +579,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -587,7 +587,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   next: number;
 }
@@ -602,19 +602,19 @@ export interface VfioInfoCapHeader {
  *
  * C: `struct vfio_group_status` (linux/vfio.h:136).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioGroupStatus {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
 }
@@ -628,19 +628,19 @@ export interface VfioGroupStatus {
  *
  * C: `struct vfio_device_info` (linux/vfio.h:195).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -648,7 +648,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   num_regions: number;
   /**
@@ -656,7 +656,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   num_irqs: number;
   /**
@@ -664,7 +664,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
 }
@@ -682,19 +682,19 @@ export interface VfioDeviceInfo {
  *
  * C: `struct vfio_region_info` (linux/vfio.h:245).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -702,7 +702,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
@@ -710,7 +710,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
   /**
@@ -718,7 +718,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
@@ -726,7 +726,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
 }
@@ -734,7 +734,7 @@ export interface VfioRegionInfo {
 /**
  * C: `struct vfio_region_sparse_mmap_area` (linux/vfio.h:270).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionSparseMmapArea {
   /**
@@ -742,7 +742,7 @@ export interface VfioRegionSparseMmapArea {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
   /**
@@ -750,7 +750,7 @@ export interface VfioRegionSparseMmapArea {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -758,31 +758,31 @@ export interface VfioRegionSparseMmapArea {
 /**
  * C: `struct vfio_region_info_cap_sparse_mmap` (linux/vfio.h:275).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapSparseMmap {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nr_areas: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `struct vfio_region_sparse_mmap_area[]`, counted by `nr_areas`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   areas?: VfioRegionSparseMmapArea[];
 }
@@ -790,13 +790,13 @@ export interface VfioRegionInfoCapSparseMmap {
 /**
  * C: `struct vfio_region_info_cap_type` (linux/vfio.h:304).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapType {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
@@ -804,7 +804,7 @@ export interface VfioRegionInfoCapType {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
@@ -812,7 +812,7 @@ export interface VfioRegionInfoCapType {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   subtype: number;
 }
@@ -845,7 +845,7 @@ export interface VfioRegionInfoCapType {
  *
  * C: `struct vfio_region_gfx_edid` (linux/vfio.h:381).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionGfxEdid {
   /**
@@ -853,7 +853,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_offset: number;
   /**
@@ -861,7 +861,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_max_size: number;
   /**
@@ -869,7 +869,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_size: number;
   /**
@@ -877,7 +877,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_xres: number;
   /**
@@ -885,7 +885,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_yres: number;
   /**
@@ -893,7 +893,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   link_state: number;
 }
@@ -1095,7 +1095,7 @@ export interface VfioRegionGfxEdid {
  *
  * C: `struct vfio_device_migration_info` (linux/vfio.h:596).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceMigrationInfo {
   /**
@@ -1103,31 +1103,31 @@ export interface VfioDeviceMigrationInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   device_state: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pending_bytes: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data_offset: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data_size: bigint;
 }
@@ -1135,19 +1135,19 @@ export interface VfioDeviceMigrationInfo {
 /**
  * C: `struct vfio_region_info_cap_nvlink2_ssatgt` (linux/vfio.h:641).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapNvlink2Ssatgt {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   tgt: bigint;
 }
@@ -1155,25 +1155,25 @@ export interface VfioRegionInfoCapNvlink2Ssatgt {
 /**
  * C: `struct vfio_region_info_cap_nvlink2_lnkspd` (linux/vfio.h:655).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapNvlink2Lnkspd {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   link_speed: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __pad: number;
 }
@@ -1211,19 +1211,19 @@ export interface VfioRegionInfoCapNvlink2Lnkspd {
  *
  * C: `struct vfio_irq_info` (linux/vfio.h:693).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIrqInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1231,7 +1231,7 @@ export interface VfioIrqInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
@@ -1239,7 +1239,7 @@ export interface VfioIrqInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
 }
@@ -1284,43 +1284,43 @@ export interface VfioIrqInfo {
  *
  * C: `struct vfio_irq_set` (linux/vfio.h:743).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIrqSet {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -1333,25 +1333,25 @@ export interface VfioIrqSet {
  *
  * C: `struct vfio_pci_dependent_device` (linux/vfio.h:833).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciDependentDevice {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   group_id: number;
   /**
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   segment: number;
   /**
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   bus: number;
   /**
@@ -1359,7 +1359,7 @@ export interface VfioPciDependentDevice {
    *
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   devfn: number;
 }
@@ -1367,31 +1367,31 @@ export interface VfioPciDependentDevice {
 /**
  * C: `struct vfio_pci_hot_reset_info` (linux/vfio.h:840).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciHotResetInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `struct vfio_pci_dependent_device[]`, counted by `count`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   devices?: VfioPciDependentDevice[];
 }
@@ -1403,31 +1403,31 @@ export interface VfioPciHotResetInfo {
  *
  * C: `struct vfio_pci_hot_reset` (linux/vfio.h:855).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciHotReset {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `__s32[]`, counted by `count`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   group_fds?: number[];
 }
@@ -1458,19 +1458,19 @@ export interface VfioPciHotReset {
  *
  * C: `struct vfio_device_gfx_plane_info` (linux/vfio.h:889).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceGfxPlaneInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1478,7 +1478,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_plane_type: number;
   /**
@@ -1486,7 +1486,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_format: number;
   /**
@@ -1494,7 +1494,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_format_mod: bigint;
   /**
@@ -1502,7 +1502,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   width: number;
   /**
@@ -1510,7 +1510,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   height: number;
   /**
@@ -1518,7 +1518,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   stride: number;
   /**
@@ -1526,7 +1526,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: number;
   /**
@@ -1534,7 +1534,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   x_pos: number;
   /**
@@ -1542,7 +1542,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   y_pos: number;
   /**
@@ -1550,7 +1550,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   x_hot: number;
   /**
@@ -1558,7 +1558,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   y_hot: number;
   /**
@@ -1566,7 +1566,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   region_index: number;
   /**
@@ -1574,7 +1574,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dmabuf_id: number;
 }
@@ -1592,19 +1592,19 @@ export interface VfioDeviceGfxPlaneInfo {
  *
  * C: `struct vfio_device_ioeventfd` (linux/vfio.h:938).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceIoeventfd {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1612,7 +1612,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
   /**
@@ -1620,7 +1620,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data: bigint;
   /**
@@ -1628,7 +1628,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__s32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   fd: number;
 }
@@ -1650,25 +1650,25 @@ export interface VfioDeviceIoeventfd {
  *
  * C: `struct vfio_device_feature` (linux/vfio.h:969).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceFeature {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -1683,19 +1683,19 @@ export interface VfioDeviceFeature {
  *
  * C: `struct vfio_iommu_type1_info` (linux/vfio.h:1000).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1Info {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1703,7 +1703,7 @@ export interface VfioIommuType1Info {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova_pgsizes: bigint;
   /**
@@ -1711,7 +1711,7 @@ export interface VfioIommuType1Info {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
 }
@@ -1719,19 +1719,19 @@ export interface VfioIommuType1Info {
 /**
  * C: `struct vfio_iova_range` (linux/vfio.h:1019).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIovaRange {
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   end: bigint;
 }
@@ -1739,31 +1739,31 @@ export interface VfioIovaRange {
 /**
  * C: `struct vfio_iommu_type1_info_cap_iova_range` (linux/vfio.h:1024).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoCapIovaRange {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nr_iovas: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `struct vfio_iova_range[]`, counted by `nr_iovas`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova_ranges?: VfioIovaRange[];
 }
@@ -1771,25 +1771,25 @@ export interface VfioIommuType1InfoCapIovaRange {
 /**
  * C: `struct vfio_iommu_type1_info_cap_migration` (linux/vfio.h:1047).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoCapMigration {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsize_bitmap: bigint;
   /**
@@ -1797,7 +1797,7 @@ export interface VfioIommuType1InfoCapMigration {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_dirty_bitmap_size: bigint;
 }
@@ -1805,19 +1805,19 @@ export interface VfioIommuType1InfoCapMigration {
 /**
  * C: `struct vfio_iommu_type1_info_dma_avail` (linux/vfio.h:1064).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoDmaAvail {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   avail: number;
 }
@@ -1830,19 +1830,19 @@ export interface VfioIommuType1InfoDmaAvail {
  *
  * C: `struct vfio_iommu_type1_dma_map` (linux/vfio.h:1077).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DmaMap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1850,7 +1850,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vaddr: bigint;
   /**
@@ -1858,7 +1858,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -1866,7 +1866,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -1874,7 +1874,7 @@ export interface VfioIommuType1DmaMap {
 /**
  * C: `struct vfio_bitmap` (linux/vfio.h:1089).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioBitmap {
   /**
@@ -1882,7 +1882,7 @@ export interface VfioBitmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsize: bigint;
   /**
@@ -1890,7 +1890,7 @@ export interface VfioBitmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
@@ -1898,7 +1898,7 @@ export interface VfioBitmap {
    *
    * C: `__u64 *`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data: bigint;
 }
@@ -1923,19 +1923,19 @@ export interface VfioBitmap {
  *
  * C: `struct vfio_iommu_type1_dma_unmap` (linux/vfio.h:1114).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DmaUnmap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1943,7 +1943,7 @@ export interface VfioIommuType1DmaUnmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -1951,13 +1951,13 @@ export interface VfioIommuType1DmaUnmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -1997,25 +1997,25 @@ export interface VfioIommuType1DmaUnmap {
  *
  * C: `struct vfio_iommu_type1_dirty_bitmap` (linux/vfio.h:1166).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DirtyBitmap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -2023,7 +2023,7 @@ export interface VfioIommuType1DirtyBitmap {
 /**
  * C: `struct vfio_iommu_type1_dirty_bitmap_get` (linux/vfio.h:1175).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DirtyBitmapGet {
   /**
@@ -2031,7 +2031,7 @@ export interface VfioIommuType1DirtyBitmapGet {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -2039,13 +2039,13 @@ export interface VfioIommuType1DirtyBitmapGet {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
    * C: `struct vfio_bitmap`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   bitmap: VfioBitmap;
 }
@@ -2063,7 +2063,7 @@ export interface VfioIommuType1DirtyBitmapGet {
  *
  * C: `struct vfio_iommu_spapr_tce_ddw_info` (linux/vfio.h:1196).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceDdwInfo {
   /**
@@ -2071,19 +2071,19 @@ export interface VfioIommuSpaprTceDdwInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsizes: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_dynamic_windows_supported: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   levels: number;
 }
@@ -2104,19 +2104,19 @@ export interface VfioIommuSpaprTceDdwInfo {
  *
  * C: `struct vfio_iommu_spapr_tce_info` (linux/vfio.h:1216).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2124,7 +2124,7 @@ export interface VfioIommuSpaprTceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dma32_window_start: number;
   /**
@@ -2132,13 +2132,13 @@ export interface VfioIommuSpaprTceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dma32_window_size: number;
   /**
    * C: `struct vfio_iommu_spapr_tce_ddw_info`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   ddw: VfioIommuSpaprTceDdwInfo;
 }
@@ -2154,31 +2154,31 @@ export interface VfioIommuSpaprTceInfo {
  *
  * C: `struct vfio_eeh_pe_err` (linux/vfio.h:1236).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioEehPeErr {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   func: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   mask: bigint;
 }
@@ -2186,31 +2186,31 @@ export interface VfioEehPeErr {
 /**
  * C: `struct vfio_eeh_pe_op` (linux/vfio.h:1243).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioEehPeOp {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   op: number;
   /**
    * C: `struct vfio_eeh_pe_err`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   err: VfioEehPeErr;
 }
@@ -2225,19 +2225,19 @@ export interface VfioEehPeOp {
  *
  * C: `struct vfio_iommu_spapr_register_memory` (linux/vfio.h:1278).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprRegisterMemory {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2245,7 +2245,7 @@ export interface VfioIommuSpaprRegisterMemory {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vaddr: bigint;
   /**
@@ -2253,7 +2253,7 @@ export interface VfioIommuSpaprRegisterMemory {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -2269,19 +2269,19 @@ export interface VfioIommuSpaprRegisterMemory {
  *
  * C: `struct vfio_iommu_spapr_tce_create` (linux/vfio.h:1304).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceCreate {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2289,31 +2289,31 @@ export interface VfioIommuSpaprTceCreate {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   page_shift: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __resv1: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   window_size: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   levels: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __resv2: number;
   /**
@@ -2321,7 +2321,7 @@ export interface VfioIommuSpaprTceCreate {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start_addr: bigint;
 }
@@ -2334,19 +2334,19 @@ export interface VfioIommuSpaprTceCreate {
  *
  * C: `struct vfio_iommu_spapr_tce_remove` (linux/vfio.h:1324).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceRemove {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2354,7 +2354,7 @@ export interface VfioIommuSpaprTceRemove {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start_addr: bigint;
 }

@@ -3,25 +3,25 @@
 /**
  * read
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_PERM_READ = 1;
 /**
  * write
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_PERM_WRITE = 2;
 /**
  * exec
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_PERM_EXEC = 4;
 /**
  * privileged
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_PERM_PRIV = 8;
 /**
@@ -29,7 +29,7 @@ export const IOMMU_FAULT_PERM_PRIV = 8;
  *
  * From `enum iommu_fault_type`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_DMA_UNRECOV = 1;
 /**
@@ -37,83 +37,83 @@ export const IOMMU_FAULT_DMA_UNRECOV = 1;
  *
  * From `enum iommu_fault_type`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_PAGE_REQ = 2;
 /**
  * From `enum iommu_fault_reason`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_REASON_UNKNOWN = 0;
 /**
  * From `enum iommu_fault_reason`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_REASON_PASID_FETCH = 1;
 /**
  * From `enum iommu_fault_reason`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_REASON_BAD_PASID_ENTRY = 2;
 /**
  * From `enum iommu_fault_reason`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_REASON_PASID_INVALID = 3;
 /**
  * From `enum iommu_fault_reason`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_REASON_WALK_EABT = 4;
 /**
  * From `enum iommu_fault_reason`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_REASON_PTE_FETCH = 5;
 /**
  * From `enum iommu_fault_reason`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_REASON_PERMISSION = 6;
 /**
  * From `enum iommu_fault_reason`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_REASON_ACCESS = 7;
 /**
  * From `enum iommu_fault_reason`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_FAULT_REASON_OOR_ADDRESS = 8;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const IOMMU_FAULT_UNRECOV_PASID_VALID = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const IOMMU_FAULT_UNRECOV_ADDR_VALID = 2;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const IOMMU_FAULT_UNRECOV_FETCH_ADDR_VALID = 4;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const IOMMU_FAULT_PAGE_REQUEST_PASID_VALID = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE = 2;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA = 4;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID = 8;
 /**
  * Fault has been handled and the page tables populated, retry the access. This is "Success" in PCI PRI.
  *
  * From `enum iommu_page_response_code`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_PAGE_RESP_SUCCESS = 0;
 /**
@@ -121,7 +121,7 @@ export const IOMMU_PAGE_RESP_SUCCESS = 0;
  *
  * From `enum iommu_page_response_code`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_PAGE_RESP_INVALID = 1;
 /**
@@ -129,58 +129,58 @@ export const IOMMU_PAGE_RESP_INVALID = 1;
  *
  * From `enum iommu_page_response_code`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IOMMU_PAGE_RESP_FAILURE = 2;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const IOMMU_PAGE_RESP_VERSION_1 = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const IOMMU_PAGE_RESP_PASID_VALID = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_API_VERSION = 0;
 /**
  * Extensions
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_TYPE1_IOMMU = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_SPAPR_TCE_IOMMU = 2;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_TYPE1v2_IOMMU = 3;
 /**
  * IOMMU enforces DMA cache coherence (ex. PCIe NoSnoop stripping).  This
  * capability is subject to change as groups are added or removed.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DMA_CC_IOMMU = 4;
 /**
  * Check if EEH is supported
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH = 5;
 /**
  * Implies v2
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_TYPE1_NESTING_IOMMU = 6;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_SPAPR_TCE_v2_IOMMU = 7;
 /**
  * The No-IOMMU IOMMU offers no translation or isolation for devices and
  * supports no ioctls outside of VFIO_CHECK_EXTENSION.  Use of VFIO's No-IOMMU
  * code will taint the host kernel and should be used with extreme caution.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_NOIOMMU_IOMMU = 8;
 /**
  * Supports VFIO_DMA_UNMAP_FLAG_ALL
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VFIO_UNMAP_ALL = 9;
 /**
@@ -188,7 +188,7 @@ export const VFIO_UNMAP_ALL = 9;
  * devices, so this capability is subject to change as groups are added or
  * removed.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VFIO_UPDATE_VADDR = 10;
 /**
@@ -201,61 +201,61 @@ export const VFIO_UPDATE_VADDR = 10;
  * It's *always* the caller's responsibility to indicate the size of
  * the structure passed by setting argsz appropriately.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_TYPE = 59;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_BASE = 100;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_GROUP_FLAGS_VIABLE = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_GROUP_FLAGS_CONTAINER_SET = 2;
 /**
  * Device supports reset
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FLAGS_RESET = 1;
 /**
  * vfio-pci device
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FLAGS_PCI = 2;
 /**
  * vfio-platform device
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FLAGS_PLATFORM = 4;
 /**
  * vfio-amba device
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FLAGS_AMBA = 8;
 /**
  * vfio-ccw device
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FLAGS_CCW = 16;
 /**
  * vfio-ap device
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FLAGS_AP = 32;
 /**
  * vfio-fsl-mc device
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FLAGS_FSL_MC = 64;
 /**
  * Info supports caps
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FLAGS_CAPS = 128;
 /**
@@ -263,52 +263,52 @@ export const VFIO_DEVICE_FLAGS_CAPS = 128;
  * attribute in supported type attribute groups. Device API string should be one
  * of the following corresponding to device flags in vfio_device_info structure.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_API_PCI_STRING = 'vfio-pci';
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_API_PLATFORM_STRING = 'vfio-platform';
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_API_AMBA_STRING = 'vfio-amba';
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_API_CCW_STRING = 'vfio-ccw';
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_API_AP_STRING = 'vfio-ap';
 /**
  * The following capabilities are unique to s390 zPCI devices.  Their contents
  * are further-defined in vfio_zdev.h
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_INFO_CAP_ZPCI_BASE = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_INFO_CAP_ZPCI_GROUP = 2;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_INFO_CAP_ZPCI_UTIL = 3;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_INFO_CAP_ZPCI_PFIP = 4;
 /**
  * Region supports read
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_INFO_FLAG_READ = 1;
 /**
  * Region supports write
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_INFO_FLAG_WRITE = 2;
 /**
  * Region supports mmap
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_INFO_FLAG_MMAP = 4;
 /**
  * Info supports caps
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_INFO_FLAG_CAPS = 8;
 /**
@@ -320,7 +320,7 @@ export const VFIO_REGION_INFO_FLAG_CAPS = 8;
  *
  * The structures below define version 1 of this capability.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_INFO_CAP_SPARSE_MMAP = 1;
 /**
@@ -343,39 +343,39 @@ export const VFIO_REGION_INFO_CAP_SPARSE_MMAP = 1;
  *
  * The structure below defines version 1 of this capability.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_INFO_CAP_TYPE = 2;
 /**
  * PCI region type containing a PCI vendor part
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_TYPE_PCI_VENDOR_TYPE = -2147483648;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_REGION_TYPE_PCI_VENDOR_MASK = 65535;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_REGION_TYPE_GFX = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_REGION_TYPE_CCW = 2;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_REGION_TYPE_MIGRATION_DEPRECATED = 3;
 /**
  * 8086 vendor PCI sub-types
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_REGION_SUBTYPE_INTEL_IGD_HOST_CFG = 2;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_REGION_SUBTYPE_INTEL_IGD_LPC_CFG = 3;
 /**
  * NVIDIA GPU NVlink2 RAM is coherent RAM mapped onto the host address space.
  *
  * Deprecated, region no longer provided
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_SUBTYPE_NVIDIA_NVLINK2_RAM = 1;
 /**
@@ -384,44 +384,44 @@ export const VFIO_REGION_SUBTYPE_NVIDIA_NVLINK2_RAM = 1;
  *
  * Deprecated, region no longer provided
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_SUBTYPE_IBM_NVLINK2_ATSD = 1;
 /**
  * sub-types for VFIO_REGION_TYPE_GFX
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_SUBTYPE_GFX_EDID = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_GFX_LINK_STATE_UP = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_GFX_LINK_STATE_DOWN = 2;
 /**
  * sub-types for VFIO_REGION_TYPE_CCW
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_SUBTYPE_CCW_ASYNC_CMD = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_REGION_SUBTYPE_CCW_SCHIB = 2;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_REGION_SUBTYPE_CCW_CRW = 3;
 /**
  * sub-types for VFIO_REGION_TYPE_MIGRATION
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED = 1;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DEVICE_STATE_V1_STOP = 0;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DEVICE_STATE_V1_RUNNING = 1;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DEVICE_STATE_V1_SAVING = 2;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DEVICE_STATE_V1_RESUMING = 4;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_STATE_MASK = 7;
 /**
  * The MSIX mappable capability informs that MSIX data of a BAR can be mmapped
@@ -431,7 +431,7 @@ export const VFIO_DEVICE_STATE_MASK = 7;
  * Even though the userspace gets direct access to the MSIX data, the existing
  * VFIO_DEVICE_SET_IRQS interface must still be used for MSIX configuration.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_INFO_CAP_MSIX_MAPPABLE = 3;
 /**
@@ -441,7 +441,7 @@ export const VFIO_REGION_INFO_CAP_MSIX_MAPPABLE = 3;
  *
  * Deprecated, capability no longer provided
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_INFO_CAP_NVLINK2_SSATGT = 4;
 /**
@@ -453,109 +453,109 @@ export const VFIO_REGION_INFO_CAP_NVLINK2_SSATGT = 4;
  *
  * Deprecated, capability no longer provided
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_REGION_INFO_CAP_NVLINK2_LNKSPD = 5;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_IRQ_INFO_EVENTFD = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_IRQ_INFO_MASKABLE = 2;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_IRQ_INFO_AUTOMASKED = 4;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_IRQ_INFO_NORESIZE = 8;
 /**
  * Data not present
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IRQ_SET_DATA_NONE = 1;
 /**
  * Data is bool (u8)
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IRQ_SET_DATA_BOOL = 2;
 /**
  * Data is eventfd (s32)
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IRQ_SET_DATA_EVENTFD = 4;
 /**
  * Mask interrupt
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IRQ_SET_ACTION_MASK = 8;
 /**
  * Unmask interrupt
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IRQ_SET_ACTION_UNMASK = 16;
 /**
  * Trigger interrupt
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IRQ_SET_ACTION_TRIGGER = 32;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_IRQ_SET_DATA_TYPE_MASK = 7;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_IRQ_SET_ACTION_TYPE_MASK = 56;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_BAR0_REGION_INDEX = 0;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_BAR1_REGION_INDEX = 1;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_BAR2_REGION_INDEX = 2;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_BAR3_REGION_INDEX = 3;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_BAR4_REGION_INDEX = 4;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_BAR5_REGION_INDEX = 5;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_ROM_REGION_INDEX = 6;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_CONFIG_REGION_INDEX = 7;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_VGA_REGION_INDEX = 8;
 /**
@@ -563,135 +563,135 @@ export const VFIO_PCI_VGA_REGION_INDEX = 8;
  *
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_NUM_REGIONS = 9;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_INTX_IRQ_INDEX = 0;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_MSI_IRQ_INDEX = 1;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_MSIX_IRQ_INDEX = 2;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_ERR_IRQ_INDEX = 3;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_REQ_IRQ_INDEX = 4;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_PCI_NUM_IRQS = 5;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_CCW_CONFIG_REGION_INDEX = 0;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_CCW_NUM_REGIONS = 1;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_CCW_IO_IRQ_INDEX = 0;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_CCW_CRW_IRQ_INDEX = 1;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VFIO_CCW_REQ_IRQ_INDEX = 2;
 /**
  * From `enum <anonymous>`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_CCW_NUM_IRQS = 3;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_GFX_PLANE_TYPE_PROBE = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_GFX_PLANE_TYPE_DMABUF = 2;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_GFX_PLANE_TYPE_REGION = 4;
 /**
  * 1-byte write
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_IOEVENTFD_8 = 1;
 /**
  * 2-byte write
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_IOEVENTFD_16 = 2;
 /**
  * 4-byte write
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_IOEVENTFD_32 = 4;
 /**
  * 8-byte write
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_IOEVENTFD_64 = 8;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DEVICE_IOEVENTFD_SIZE_MASK = 15;
 /**
  * 16-bit feature index
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FEATURE_MASK = 65535;
 /**
  * Get feature into data[]
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FEATURE_GET = 65536;
 /**
  * Set feature from data[]
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FEATURE_SET = 131072;
 /**
  * Probe feature support
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FEATURE_PROBE = 262144;
 /**
@@ -701,51 +701,51 @@ export const VFIO_DEVICE_FEATURE_PROBE = 262144;
  * open VFs.  Data provided when setting this feature is a 16-byte array
  * (__u8 b[16]), representing a UUID.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FEATURE_PCI_VF_TOKEN = 0;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_MIGRATION_STOP_COPY = 1;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_MIGRATION_P2P = 2;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DEVICE_FEATURE_MIGRATION = 1;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE = 2;
 /**
  * From `enum vfio_device_mig_state`.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VFIO_DEVICE_STATE_ERROR = 0;
 /**
  * From `enum vfio_device_mig_state`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_STATE_STOP = 1;
 /**
  * From `enum vfio_device_mig_state`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_STATE_RUNNING = 2;
 /**
  * From `enum vfio_device_mig_state`.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VFIO_DEVICE_STATE_STOP_COPY = 3;
 /**
  * From `enum vfio_device_mig_state`.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_STATE_RESUMING = 4;
 /**
  * From `enum vfio_device_mig_state`.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VFIO_DEVICE_STATE_RUNNING_P2P = 5;
 /**
@@ -765,10 +765,10 @@ export const VFIO_DEVICE_STATE_RUNNING_P2P = 5;
  * device regions is disabled on LOW_POWER_ENTRY and may only be resumed after
  * calling LOW_POWER_EXIT.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY = 3;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP = 4;
 /**
  * Upon VFIO_DEVICE_FEATURE_SET, disallow use of device low power states as
@@ -777,30 +777,30 @@ export const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP = 4;
  * This device feature IOCTL may itself generate a wakeup eventfd notification
  * in the latter case if the device had previously entered a low power state.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VFIO_DEVICE_FEATURE_LOW_POWER_EXIT = 5;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DEVICE_FEATURE_DMA_LOGGING_START = 6;
 /**
  * Upon VFIO_DEVICE_FEATURE_SET stop device DMA logging that was started
  * by VFIO_DEVICE_FEATURE_DMA_LOGGING_START
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP = 7;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT = 8;
 /**
  * supported page sizes info
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_INFO_PGSIZES = 1;
 /**
  * Info supports caps
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_INFO_CAPS = 2;
 /**
@@ -811,7 +811,7 @@ export const VFIO_IOMMU_INFO_CAPS = 2;
  *
  * The structures below define version 1 of this capability.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
 /**
@@ -828,7 +828,7 @@ export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
  * size in bytes that can be used by user applications when getting the dirty
  * bitmap.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
 /**
@@ -839,129 +839,129 @@ export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
  *
  * avail: specifies the current number of outstanding DMA mappings allowed.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
 /**
  * readable from device
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DMA_MAP_FLAG_READ = 1;
 /**
  * writable from device
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DMA_MAP_FLAG_WRITE = 2;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DMA_MAP_FLAG_VADDR = 4;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DMA_UNMAP_FLAG_ALL = 2;
-/** Since Linux 6.1. */
+/** First in vfio-ts's Linux 6.1 headers. */
 export const VFIO_DMA_UNMAP_FLAG_VADDR = 4;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_IOMMU_DIRTY_PAGES_FLAG_START = 1;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP = 2;
-/** Since Linux 5.10. */
+/** First in vfio-ts's Linux 5.10 headers. */
 export const VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP = 4;
 /**
  * DDW supported
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_INFO_DDW = 1;
 /**
  * Disable EEH functionality
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_DISABLE = 0;
 /**
  * Enable EEH functionality
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_ENABLE = 1;
 /**
  * Enable IO for frozen PE
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_UNFREEZE_IO = 2;
 /**
  * Enable DMA for frozen PE
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_UNFREEZE_DMA = 3;
 /**
  * PE state retrieval
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_GET_STATE = 4;
 /**
  * PE in functional state
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_STATE_NORMAL = 0;
 /**
  * PE reset in progress
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_STATE_RESET = 1;
 /**
  * Stopped DMA and IO
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_STATE_STOPPED = 2;
 /**
  * Stopped DMA only
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_STATE_STOPPED_DMA = 4;
 /**
  * State unavailable
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_STATE_UNAVAIL = 5;
 /**
  * Deassert PE reset
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_RESET_DEACTIVATE = 5;
 /**
  * Assert hot reset
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_RESET_HOT = 6;
 /**
  * Assert fundamental reset
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_RESET_FUNDAMENTAL = 7;
 /**
  * PE configuration
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_CONFIGURE = 8;
 /**
  * Inject EEH error
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_INJECT_ERR = 9;
 /**
@@ -969,7 +969,7 @@ export const VFIO_EEH_PE_INJECT_ERR = 9;
  *
  * C: `enum iommu_fault_type` (linux/iommu.h:17).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFaultType = {
   IOMMU_FAULT_DMA_UNRECOV,
@@ -980,7 +980,7 @@ export type IommuFaultType = (typeof IommuFaultType)[keyof typeof IommuFaultType
 /**
  * C: `enum iommu_fault_reason` (linux/iommu.h:22).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFaultReason = {
   IOMMU_FAULT_REASON_UNKNOWN,
@@ -1000,7 +1000,7 @@ export type IommuFaultReason = (typeof IommuFaultReason)[keyof typeof IommuFault
  *
  * C: `enum iommu_page_response_code` (linux/iommu.h:134).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuPageResponseCode = {
   IOMMU_PAGE_RESP_SUCCESS,
@@ -1126,7 +1126,7 @@ export type IommuPageResponseCode = (typeof IommuPageResponseCode)[keyof typeof 
  *
  * C: `enum vfio_device_mig_state` (linux/vfio.h:984).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceMigState = {
   VFIO_DEVICE_STATE_ERROR,

@@ -44,7 +44,7 @@ export * from './codecs/ppc64.js';
  *
  * Argument: none; direction: none; request 0x3b64 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GET_API_VERSION: NoArgIoctl = {
   kind: 'none',
@@ -62,7 +62,7 @@ export const VFIO_GET_API_VERSION: NoArgIoctl = {
  *
  * Argument: `__u32` passed by value; direction: write; request 0x3b65 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_CHECK_EXTENSION: ValueIoctl = {
   kind: 'value',
@@ -85,7 +85,7 @@ export const VFIO_CHECK_EXTENSION: ValueIoctl = {
  *
  * Argument: `__s32` passed by value; direction: write; request 0x3b66 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_SET_IOMMU: ValueIoctl = {
   kind: 'value',
@@ -105,7 +105,7 @@ export const VFIO_SET_IOMMU: ValueIoctl = {
  *
  * Argument: `struct vfio_group_status`; direction: read; request 0x3b67 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_GET_STATUS: StructIoctl<T.VfioGroupStatus> = {
   kind: 'struct',
@@ -129,7 +129,7 @@ export const VFIO_GROUP_GET_STATUS: StructIoctl<T.VfioGroupStatus> = {
  *
  * Argument: `__s32`; direction: write; request 0x3b68 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_SET_CONTAINER: PointerIoctl = {
   kind: 'pointer',
@@ -157,7 +157,7 @@ export const VFIO_GROUP_SET_CONTAINER: PointerIoctl = {
  *
  * Argument: none; direction: none; request 0x3b69 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_UNSET_CONTAINER: NoArgIoctl = {
   kind: 'none',
@@ -178,7 +178,7 @@ export const VFIO_GROUP_UNSET_CONTAINER: NoArgIoctl = {
  *
  * Argument: `char`; direction: write; request 0x3b6a on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_GET_DEVICE_FD: PointerIoctl = {
   kind: 'pointer',
@@ -200,7 +200,7 @@ export const VFIO_GROUP_GET_DEVICE_FD: PointerIoctl = {
  *
  * Argument: `struct vfio_device_info`; direction: read; request 0x3b6b on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_INFO: StructIoctl<T.VfioDeviceInfo> = {
   kind: 'struct',
@@ -223,7 +223,7 @@ export const VFIO_DEVICE_GET_INFO: StructIoctl<T.VfioDeviceInfo> = {
  *
  * Argument: `struct vfio_region_info`; direction: readwrite; request 0x3b6c on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_REGION_INFO: StructIoctl<T.VfioRegionInfo> = {
   kind: 'struct',
@@ -266,7 +266,7 @@ export const VFIO_DEVICE_GET_REGION_INFO: StructIoctl<T.VfioRegionInfo> = {
  *
  * Argument: `struct vfio_irq_info`; direction: readwrite; request 0x3b6d on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_IRQ_INFO: StructIoctl<T.VfioIrqInfo> = {
   kind: 'struct',
@@ -316,7 +316,7 @@ export const VFIO_DEVICE_GET_IRQ_INFO: StructIoctl<T.VfioIrqInfo> = {
  *
  * Argument: `struct vfio_irq_set`; direction: write; request 0x3b6e on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_SET_IRQS: StructIoctl<T.VfioIrqSet> = {
   kind: 'struct',
@@ -333,7 +333,7 @@ export const VFIO_DEVICE_SET_IRQS: StructIoctl<T.VfioIrqSet> = {
  *
  * Argument: none; direction: none; request 0x3b6f on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_RESET: NoArgIoctl = {
   kind: 'none',
@@ -350,7 +350,7 @@ export const VFIO_DEVICE_RESET: NoArgIoctl = {
  *
  * Argument: `struct vfio_pci_hot_reset_info`; direction: readwrite; request 0x3b70 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: StructIoctl<T.VfioPciHotResetInfo> = {
   kind: 'struct',
@@ -367,7 +367,7 @@ export const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: StructIoctl<T.VfioPciHotResetIn
  *
  * Argument: `struct vfio_pci_hot_reset`; direction: write; request 0x3b71 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_PCI_HOT_RESET: StructIoctl<T.VfioPciHotReset> = {
   kind: 'struct',
@@ -403,7 +403,7 @@ export const VFIO_DEVICE_PCI_HOT_RESET: StructIoctl<T.VfioPciHotReset> = {
  *
  * Argument: `struct vfio_device_gfx_plane_info`; direction: write; request 0x3b72 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_QUERY_GFX_PLANE: StructIoctl<T.VfioDeviceGfxPlaneInfo> = {
   kind: 'struct',
@@ -422,7 +422,7 @@ export const VFIO_DEVICE_QUERY_GFX_PLANE: StructIoctl<T.VfioDeviceGfxPlaneInfo> 
  *
  * Argument: `__u32`; direction: write; request 0x3b73 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_GFX_DMABUF: PointerIoctl = {
   kind: 'pointer',
@@ -448,7 +448,7 @@ export const VFIO_DEVICE_GET_GFX_DMABUF: PointerIoctl = {
  *
  * Argument: `struct vfio_device_ioeventfd`; direction: write; request 0x3b74 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_IOEVENTFD: StructIoctl<T.VfioDeviceIoeventfd> = {
   kind: 'struct',
@@ -475,7 +475,7 @@ export const VFIO_DEVICE_IOEVENTFD: StructIoctl<T.VfioDeviceIoeventfd> = {
  *
  * Argument: `struct vfio_device_feature`; direction: readwrite; request 0x3b75 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FEATURE: StructIoctl<T.VfioDeviceFeature> = {
   kind: 'struct',
@@ -495,7 +495,7 @@ export const VFIO_DEVICE_FEATURE: StructIoctl<T.VfioDeviceFeature> = {
  *
  * Argument: `struct vfio_iommu_type1_info`; direction: read; request 0x3b70 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_GET_INFO: StructIoctl<T.VfioIommuType1Info> = {
   kind: 'struct',
@@ -521,7 +521,7 @@ export const VFIO_IOMMU_GET_INFO: StructIoctl<T.VfioIommuType1Info> = {
  *
  * Argument: `struct vfio_iommu_type1_dma_map`; direction: write; request 0x3b71 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_MAP_DMA: StructIoctl<T.VfioIommuType1DmaMap> = {
   kind: 'struct',
@@ -560,7 +560,7 @@ export const VFIO_IOMMU_MAP_DMA: StructIoctl<T.VfioIommuType1DmaMap> = {
  *
  * Argument: `struct vfio_iommu_type1_dma_unmap`; direction: readwrite; request 0x3b72 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_UNMAP_DMA: StructIoctl<T.VfioIommuType1DmaUnmap> = {
   kind: 'struct',
@@ -576,7 +576,7 @@ export const VFIO_IOMMU_UNMAP_DMA: StructIoctl<T.VfioIommuType1DmaUnmap> = {
  *
  * Argument: none; direction: none; request 0x3b73 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_ENABLE: NoArgIoctl = {
   kind: 'none',
@@ -588,7 +588,7 @@ export const VFIO_IOMMU_ENABLE: NoArgIoctl = {
 /**
  * Argument: none; direction: none; request 0x3b74 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_DISABLE: NoArgIoctl = {
   kind: 'none',
@@ -632,7 +632,7 @@ export const VFIO_IOMMU_DISABLE: NoArgIoctl = {
  *
  * Argument: `struct vfio_iommu_type1_dirty_bitmap`; direction: readwrite; request 0x3b75 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_DIRTY_PAGES: StructIoctl<T.VfioIommuType1DirtyBitmap> = {
   kind: 'struct',
@@ -645,7 +645,7 @@ export const VFIO_IOMMU_DIRTY_PAGES: StructIoctl<T.VfioIommuType1DirtyBitmap> = 
 /**
  * Argument: `struct vfio_iommu_spapr_tce_info`; direction: write; request 0x3b70 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_GET_INFO: StructIoctl<T.VfioIommuSpaprTceInfo> = {
   kind: 'struct',
@@ -658,7 +658,7 @@ export const VFIO_IOMMU_SPAPR_TCE_GET_INFO: StructIoctl<T.VfioIommuSpaprTceInfo>
 /**
  * Argument: `struct vfio_eeh_pe_op`; direction: write; request 0x3b79 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_OP: StructIoctl<T.VfioEehPeOp> = {
   kind: 'struct',
@@ -678,7 +678,7 @@ export const VFIO_EEH_PE_OP: StructIoctl<T.VfioEehPeOp> = {
  *
  * Argument: `struct vfio_iommu_spapr_register_memory`; direction: write; request 0x3b75 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_REGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegisterMemory> = {
   kind: 'struct',
@@ -697,7 +697,7 @@ export const VFIO_IOMMU_SPAPR_REGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegis
  *
  * Argument: `struct vfio_iommu_spapr_register_memory`; direction: write; request 0x3b76 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegisterMemory> = {
   kind: 'struct',
@@ -718,7 +718,7 @@ export const VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprReg
  *
  * Argument: `struct vfio_iommu_spapr_tce_create`; direction: readwrite; request 0x3b77 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_CREATE: StructIoctl<T.VfioIommuSpaprTceCreate> = {
   kind: 'struct',
@@ -736,7 +736,7 @@ export const VFIO_IOMMU_SPAPR_TCE_CREATE: StructIoctl<T.VfioIommuSpaprTceCreate>
  *
  * Argument: `struct vfio_iommu_spapr_tce_remove`; direction: write; request 0x3b78 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_REMOVE: StructIoctl<T.VfioIommuSpaprTceRemove> = {
   kind: 'struct',

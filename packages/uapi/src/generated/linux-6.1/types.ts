@@ -6,7 +6,7 @@
  *
  * C: `struct iommu_fault_unrecoverable` (linux/iommu.h:69).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuFaultUnrecoverable {
   /**
@@ -14,7 +14,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reason: number;
   /**
@@ -22,7 +22,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -30,7 +30,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: number;
   /**
@@ -38,7 +38,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   perm: number;
   /**
@@ -46,7 +46,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
@@ -54,7 +54,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   fetch_addr: bigint;
 }
@@ -64,7 +64,7 @@ export interface IommuFaultUnrecoverable {
  *
  * C: `struct iommu_fault_page_request` (linux/iommu.h:94).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuFaultPageRequest {
   /**
@@ -72,7 +72,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -80,7 +80,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: number;
   /**
@@ -88,7 +88,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   grpid: number;
   /**
@@ -96,7 +96,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   perm: number;
   /**
@@ -104,7 +104,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
@@ -112,7 +112,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u64[2]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   private_data: bigint[];
 }
@@ -122,7 +122,7 @@ export interface IommuFaultPageRequest {
  *
  * C: `struct iommu_fault` (linux/iommu.h:115).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuFault {
   /**
@@ -130,7 +130,7 @@ export interface IommuFault {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
@@ -138,7 +138,7 @@ export interface IommuFault {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   padding: number;
   /**
@@ -146,7 +146,7 @@ export interface IommuFault {
    *
    * C: `struct iommu_fault_unrecoverable`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   event: IommuFaultUnrecoverable;
   /**
@@ -154,7 +154,7 @@ export interface IommuFault {
    *
    * C: `struct iommu_fault_page_request`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   prm: IommuFaultPageRequest;
   /**
@@ -162,7 +162,7 @@ export interface IommuFault {
    *
    * C: `__u8[56]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   padding2: Uint8Array;
 }
@@ -172,7 +172,7 @@ export interface IommuFault {
  *
  * C: `struct iommu_page_response` (linux/iommu.h:150).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuPageResponse {
   /**
@@ -180,7 +180,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
@@ -188,7 +188,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -196,7 +196,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -204,7 +204,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: number;
   /**
@@ -212,7 +212,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   grpid: number;
   /**
@@ -220,7 +220,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   code: number;
 }
@@ -239,7 +239,7 @@ export interface IommuPageResponse {
  *
  * C: `struct vfio_info_cap_header` (linux/vfio.h:85).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioInfoCapHeader {
   /**
@@ -247,7 +247,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   id: number;
   /**
@@ -255,7 +255,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -263,7 +263,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   next: number;
 }
@@ -278,19 +278,19 @@ export interface VfioInfoCapHeader {
  *
  * C: `struct vfio_group_status` (linux/vfio.h:146).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioGroupStatus {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
 }
@@ -304,19 +304,19 @@ export interface VfioGroupStatus {
  *
  * C: `struct vfio_device_info` (linux/vfio.h:205).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -324,7 +324,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   num_regions: number;
   /**
@@ -332,7 +332,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   num_irqs: number;
   /**
@@ -340,7 +340,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
 }
@@ -358,19 +358,19 @@ export interface VfioDeviceInfo {
  *
  * C: `struct vfio_region_info` (linux/vfio.h:255).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -378,7 +378,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
@@ -386,7 +386,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
   /**
@@ -394,7 +394,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
@@ -402,7 +402,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
 }
@@ -410,7 +410,7 @@ export interface VfioRegionInfo {
 /**
  * C: `struct vfio_region_sparse_mmap_area` (linux/vfio.h:280).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionSparseMmapArea {
   /**
@@ -418,7 +418,7 @@ export interface VfioRegionSparseMmapArea {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
   /**
@@ -426,7 +426,7 @@ export interface VfioRegionSparseMmapArea {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -434,31 +434,31 @@ export interface VfioRegionSparseMmapArea {
 /**
  * C: `struct vfio_region_info_cap_sparse_mmap` (linux/vfio.h:285).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapSparseMmap {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nr_areas: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `struct vfio_region_sparse_mmap_area[]`, counted by `nr_areas`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   areas?: VfioRegionSparseMmapArea[];
 }
@@ -466,13 +466,13 @@ export interface VfioRegionInfoCapSparseMmap {
 /**
  * C: `struct vfio_region_info_cap_type` (linux/vfio.h:314).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapType {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
@@ -480,7 +480,7 @@ export interface VfioRegionInfoCapType {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
@@ -488,7 +488,7 @@ export interface VfioRegionInfoCapType {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   subtype: number;
 }
@@ -521,7 +521,7 @@ export interface VfioRegionInfoCapType {
  *
  * C: `struct vfio_region_gfx_edid` (linux/vfio.h:395).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionGfxEdid {
   /**
@@ -529,7 +529,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_offset: number;
   /**
@@ -537,7 +537,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_max_size: number;
   /**
@@ -545,7 +545,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_size: number;
   /**
@@ -553,7 +553,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_xres: number;
   /**
@@ -561,7 +561,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_yres: number;
   /**
@@ -569,7 +569,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   link_state: number;
 }
@@ -577,7 +577,7 @@ export interface VfioRegionGfxEdid {
 /**
  * C: `struct vfio_device_migration_info` (linux/vfio.h:414).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceMigrationInfo {
   /**
@@ -585,31 +585,31 @@ export interface VfioDeviceMigrationInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   device_state: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pending_bytes: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data_offset: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data_size: bigint;
 }
@@ -617,19 +617,19 @@ export interface VfioDeviceMigrationInfo {
 /**
  * C: `struct vfio_region_info_cap_nvlink2_ssatgt` (linux/vfio.h:461).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapNvlink2Ssatgt {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   tgt: bigint;
 }
@@ -637,25 +637,25 @@ export interface VfioRegionInfoCapNvlink2Ssatgt {
 /**
  * C: `struct vfio_region_info_cap_nvlink2_lnkspd` (linux/vfio.h:477).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapNvlink2Lnkspd {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   link_speed: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __pad: number;
 }
@@ -693,19 +693,19 @@ export interface VfioRegionInfoCapNvlink2Lnkspd {
  *
  * C: `struct vfio_irq_info` (linux/vfio.h:515).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIrqInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -713,7 +713,7 @@ export interface VfioIrqInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
@@ -721,7 +721,7 @@ export interface VfioIrqInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
 }
@@ -766,43 +766,43 @@ export interface VfioIrqInfo {
  *
  * C: `struct vfio_irq_set` (linux/vfio.h:565).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIrqSet {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -815,25 +815,25 @@ export interface VfioIrqSet {
  *
  * C: `struct vfio_pci_dependent_device` (linux/vfio.h:656).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciDependentDevice {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   group_id: number;
   /**
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   segment: number;
   /**
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   bus: number;
   /**
@@ -841,7 +841,7 @@ export interface VfioPciDependentDevice {
    *
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   devfn: number;
 }
@@ -849,31 +849,31 @@ export interface VfioPciDependentDevice {
 /**
  * C: `struct vfio_pci_hot_reset_info` (linux/vfio.h:663).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciHotResetInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `struct vfio_pci_dependent_device[]`, counted by `count`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   devices?: VfioPciDependentDevice[];
 }
@@ -885,31 +885,31 @@ export interface VfioPciHotResetInfo {
  *
  * C: `struct vfio_pci_hot_reset` (linux/vfio.h:678).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciHotReset {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `__s32[]`, counted by `count`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   group_fds?: number[];
 }
@@ -940,19 +940,19 @@ export interface VfioPciHotReset {
  *
  * C: `struct vfio_device_gfx_plane_info` (linux/vfio.h:712).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceGfxPlaneInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -960,7 +960,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_plane_type: number;
   /**
@@ -968,7 +968,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_format: number;
   /**
@@ -976,7 +976,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_format_mod: bigint;
   /**
@@ -984,7 +984,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   width: number;
   /**
@@ -992,7 +992,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   height: number;
   /**
@@ -1000,7 +1000,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   stride: number;
   /**
@@ -1008,7 +1008,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: number;
   /**
@@ -1016,7 +1016,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   x_pos: number;
   /**
@@ -1024,7 +1024,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   y_pos: number;
   /**
@@ -1032,7 +1032,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   x_hot: number;
   /**
@@ -1040,7 +1040,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   y_hot: number;
   /**
@@ -1048,7 +1048,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   region_index: number;
   /**
@@ -1056,7 +1056,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dmabuf_id: number;
 }
@@ -1074,19 +1074,19 @@ export interface VfioDeviceGfxPlaneInfo {
  *
  * C: `struct vfio_device_ioeventfd` (linux/vfio.h:761).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceIoeventfd {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1094,7 +1094,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
   /**
@@ -1102,7 +1102,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data: bigint;
   /**
@@ -1110,7 +1110,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__s32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   fd: number;
 }
@@ -1132,25 +1132,25 @@ export interface VfioDeviceIoeventfd {
  *
  * C: `struct vfio_device_feature` (linux/vfio.h:792).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceFeature {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -1172,13 +1172,13 @@ export interface VfioDeviceFeature {
  *
  * C: `struct vfio_device_feature_migration` (linux/vfio.h:828).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureMigration {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   flags: bigint;
 }
@@ -1213,7 +1213,7 @@ export interface VfioDeviceFeatureMigration {
  *
  * C: `struct vfio_device_feature_mig_state` (linux/vfio.h:863).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureMigState {
   /**
@@ -1221,13 +1221,13 @@ export interface VfioDeviceFeatureMigState {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   device_state: number;
   /**
    * C: `__s32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   data_fd: number;
 }
@@ -1255,19 +1255,19 @@ export interface VfioDeviceFeatureMigState {
  *
  * C: `struct vfio_device_low_power_entry_with_wakeup` (linux/vfio.h:1033).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceLowPowerEntryWithWakeup {
   /**
    * C: `__s32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   wakeup_eventfd: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   reserved: number;
 }
@@ -1305,31 +1305,31 @@ export interface VfioDeviceLowPowerEntryWithWakeup {
  *
  * C: `struct vfio_device_feature_dma_logging_control` (linux/vfio.h:1080).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureDmaLoggingControl {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   page_size: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   num_ranges: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   __reserved: number;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   ranges: bigint;
 }
@@ -1337,19 +1337,19 @@ export interface VfioDeviceFeatureDmaLoggingControl {
 /**
  * C: `struct vfio_device_feature_dma_logging_range` (linux/vfio.h:1087).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureDmaLoggingRange {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   iova: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   length: bigint;
 }
@@ -1381,31 +1381,31 @@ export interface VfioDeviceFeatureDmaLoggingRange {
  *
  * C: `struct vfio_device_feature_dma_logging_report` (linux/vfio.h:1126).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureDmaLoggingReport {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   iova: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   length: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   page_size: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   bitmap: bigint;
 }
@@ -1420,19 +1420,19 @@ export interface VfioDeviceFeatureDmaLoggingReport {
  *
  * C: `struct vfio_iommu_type1_info` (linux/vfio.h:1145).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1Info {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1440,7 +1440,7 @@ export interface VfioIommuType1Info {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova_pgsizes: bigint;
   /**
@@ -1448,7 +1448,7 @@ export interface VfioIommuType1Info {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
 }
@@ -1456,19 +1456,19 @@ export interface VfioIommuType1Info {
 /**
  * C: `struct vfio_iova_range` (linux/vfio.h:1164).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIovaRange {
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   end: bigint;
 }
@@ -1476,31 +1476,31 @@ export interface VfioIovaRange {
 /**
  * C: `struct vfio_iommu_type1_info_cap_iova_range` (linux/vfio.h:1169).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoCapIovaRange {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nr_iovas: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `struct vfio_iova_range[]`, counted by `nr_iovas`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova_ranges?: VfioIovaRange[];
 }
@@ -1508,25 +1508,25 @@ export interface VfioIommuType1InfoCapIovaRange {
 /**
  * C: `struct vfio_iommu_type1_info_cap_migration` (linux/vfio.h:1192).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoCapMigration {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsize_bitmap: bigint;
   /**
@@ -1534,7 +1534,7 @@ export interface VfioIommuType1InfoCapMigration {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_dirty_bitmap_size: bigint;
 }
@@ -1542,19 +1542,19 @@ export interface VfioIommuType1InfoCapMigration {
 /**
  * C: `struct vfio_iommu_type1_info_dma_avail` (linux/vfio.h:1209).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoDmaAvail {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   avail: number;
 }
@@ -1575,19 +1575,19 @@ export interface VfioIommuType1InfoDmaAvail {
  *
  * C: `struct vfio_iommu_type1_dma_map` (linux/vfio.h:1230).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DmaMap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1595,7 +1595,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vaddr: bigint;
   /**
@@ -1603,7 +1603,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -1611,7 +1611,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -1619,7 +1619,7 @@ export interface VfioIommuType1DmaMap {
 /**
  * C: `struct vfio_bitmap` (linux/vfio.h:1243).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioBitmap {
   /**
@@ -1627,7 +1627,7 @@ export interface VfioBitmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsize: bigint;
   /**
@@ -1635,7 +1635,7 @@ export interface VfioBitmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
@@ -1643,7 +1643,7 @@ export interface VfioBitmap {
    *
    * C: `__u64 *`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data: bigint;
 }
@@ -1677,19 +1677,19 @@ export interface VfioBitmap {
  *
  * C: `struct vfio_iommu_type1_dma_unmap` (linux/vfio.h:1277).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DmaUnmap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1697,7 +1697,7 @@ export interface VfioIommuType1DmaUnmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -1705,13 +1705,13 @@ export interface VfioIommuType1DmaUnmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -1751,25 +1751,25 @@ export interface VfioIommuType1DmaUnmap {
  *
  * C: `struct vfio_iommu_type1_dirty_bitmap` (linux/vfio.h:1331).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DirtyBitmap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -1777,7 +1777,7 @@ export interface VfioIommuType1DirtyBitmap {
 /**
  * C: `struct vfio_iommu_type1_dirty_bitmap_get` (linux/vfio.h:1340).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DirtyBitmapGet {
   /**
@@ -1785,7 +1785,7 @@ export interface VfioIommuType1DirtyBitmapGet {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -1793,13 +1793,13 @@ export interface VfioIommuType1DirtyBitmapGet {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
    * C: `struct vfio_bitmap`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   bitmap: VfioBitmap;
 }
@@ -1817,7 +1817,7 @@ export interface VfioIommuType1DirtyBitmapGet {
  *
  * C: `struct vfio_iommu_spapr_tce_ddw_info` (linux/vfio.h:1361).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceDdwInfo {
   /**
@@ -1825,19 +1825,19 @@ export interface VfioIommuSpaprTceDdwInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsizes: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_dynamic_windows_supported: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   levels: number;
 }
@@ -1858,19 +1858,19 @@ export interface VfioIommuSpaprTceDdwInfo {
  *
  * C: `struct vfio_iommu_spapr_tce_info` (linux/vfio.h:1381).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1878,7 +1878,7 @@ export interface VfioIommuSpaprTceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dma32_window_start: number;
   /**
@@ -1886,13 +1886,13 @@ export interface VfioIommuSpaprTceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dma32_window_size: number;
   /**
    * C: `struct vfio_iommu_spapr_tce_ddw_info`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   ddw: VfioIommuSpaprTceDdwInfo;
 }
@@ -1908,31 +1908,31 @@ export interface VfioIommuSpaprTceInfo {
  *
  * C: `struct vfio_eeh_pe_err` (linux/vfio.h:1401).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioEehPeErr {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   func: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   mask: bigint;
 }
@@ -1940,31 +1940,31 @@ export interface VfioEehPeErr {
 /**
  * C: `struct vfio_eeh_pe_op` (linux/vfio.h:1408).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioEehPeOp {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   op: number;
   /**
    * C: `struct vfio_eeh_pe_err`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   err: VfioEehPeErr;
 }
@@ -1979,19 +1979,19 @@ export interface VfioEehPeOp {
  *
  * C: `struct vfio_iommu_spapr_register_memory` (linux/vfio.h:1443).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprRegisterMemory {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1999,7 +1999,7 @@ export interface VfioIommuSpaprRegisterMemory {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vaddr: bigint;
   /**
@@ -2007,7 +2007,7 @@ export interface VfioIommuSpaprRegisterMemory {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -2023,19 +2023,19 @@ export interface VfioIommuSpaprRegisterMemory {
  *
  * C: `struct vfio_iommu_spapr_tce_create` (linux/vfio.h:1469).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceCreate {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2043,31 +2043,31 @@ export interface VfioIommuSpaprTceCreate {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   page_shift: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __resv1: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   window_size: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   levels: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __resv2: number;
   /**
@@ -2075,7 +2075,7 @@ export interface VfioIommuSpaprTceCreate {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start_addr: bigint;
 }
@@ -2088,19 +2088,19 @@ export interface VfioIommuSpaprTceCreate {
  *
  * C: `struct vfio_iommu_spapr_tce_remove` (linux/vfio.h:1489).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceRemove {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2108,7 +2108,7 @@ export interface VfioIommuSpaprTceRemove {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start_addr: bigint;
 }

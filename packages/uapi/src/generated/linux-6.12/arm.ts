@@ -57,7 +57,7 @@ export * from './codecs/arm.js';
 /**
  * Argument: `struct iommu_destroy`; direction: write; request 0x3b80 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_DESTROY: StructIoctl<T.IommuDestroy> = {
   kind: 'struct',
@@ -70,7 +70,7 @@ export const IOMMU_DESTROY: StructIoctl<T.IommuDestroy> = {
 /**
  * Argument: `struct iommu_ioas_alloc`; direction: readwrite; request 0x3b81 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_ALLOC: StructIoctl<T.IommuIoasAlloc> = {
   kind: 'struct',
@@ -83,7 +83,7 @@ export const IOMMU_IOAS_ALLOC: StructIoctl<T.IommuIoasAlloc> = {
 /**
  * Argument: `struct iommu_ioas_iova_ranges`; direction: readwrite; request 0x3b84 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_IOVA_RANGES: StructIoctl<T.IommuIoasIovaRanges> = {
   kind: 'struct',
@@ -96,7 +96,7 @@ export const IOMMU_IOAS_IOVA_RANGES: StructIoctl<T.IommuIoasIovaRanges> = {
 /**
  * Argument: `struct iommu_ioas_allow_iovas`; direction: write; request 0x3b82 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_ALLOW_IOVAS: StructIoctl<T.IommuIoasAllowIovas> = {
   kind: 'struct',
@@ -109,7 +109,7 @@ export const IOMMU_IOAS_ALLOW_IOVAS: StructIoctl<T.IommuIoasAllowIovas> = {
 /**
  * Argument: `struct iommu_ioas_map`; direction: readwrite; request 0x3b85 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_MAP: StructIoctl<T.IommuIoasMap> = {
   kind: 'struct',
@@ -122,7 +122,7 @@ export const IOMMU_IOAS_MAP: StructIoctl<T.IommuIoasMap> = {
 /**
  * Argument: `struct iommu_ioas_copy`; direction: readwrite; request 0x3b83 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_COPY: StructIoctl<T.IommuIoasCopy> = {
   kind: 'struct',
@@ -135,7 +135,7 @@ export const IOMMU_IOAS_COPY: StructIoctl<T.IommuIoasCopy> = {
 /**
  * Argument: `struct iommu_ioas_unmap`; direction: readwrite; request 0x3b86 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_UNMAP: StructIoctl<T.IommuIoasUnmap> = {
   kind: 'struct',
@@ -148,7 +148,7 @@ export const IOMMU_IOAS_UNMAP: StructIoctl<T.IommuIoasUnmap> = {
 /**
  * Argument: `struct iommu_option`; direction: readwrite; request 0x3b87 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_OPTION: StructIoctl<T.IommuOption> = {
   kind: 'struct',
@@ -161,7 +161,7 @@ export const IOMMU_OPTION: StructIoctl<T.IommuOption> = {
 /**
  * Argument: `struct iommu_vfio_ioas`; direction: readwrite; request 0x3b88 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_VFIO_IOAS: StructIoctl<T.IommuVfioIoas> = {
   kind: 'struct',
@@ -174,7 +174,7 @@ export const IOMMU_VFIO_IOAS: StructIoctl<T.IommuVfioIoas> = {
 /**
  * Argument: `struct iommu_hwpt_alloc`; direction: readwrite; request 0x3b89 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_HWPT_ALLOC: StructIoctl<T.IommuHwptAlloc> = {
   kind: 'struct',
@@ -187,7 +187,7 @@ export const IOMMU_HWPT_ALLOC: StructIoctl<T.IommuHwptAlloc> = {
 /**
  * Argument: `struct iommu_hw_info`; direction: readwrite; request 0x3b8a on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_GET_HW_INFO: StructIoctl<T.IommuHwInfo> = {
   kind: 'struct',
@@ -200,7 +200,7 @@ export const IOMMU_GET_HW_INFO: StructIoctl<T.IommuHwInfo> = {
 /**
  * Argument: `struct iommu_hwpt_set_dirty_tracking`; direction: write; request 0x3b8b on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_HWPT_SET_DIRTY_TRACKING: StructIoctl<T.IommuHwptSetDirtyTracking> = {
   kind: 'struct',
@@ -213,7 +213,7 @@ export const IOMMU_HWPT_SET_DIRTY_TRACKING: StructIoctl<T.IommuHwptSetDirtyTrack
 /**
  * Argument: `struct iommu_hwpt_get_dirty_bitmap`; direction: write; request 0x3b8c on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_HWPT_GET_DIRTY_BITMAP: StructIoctl<T.IommuHwptGetDirtyBitmap> = {
   kind: 'struct',
@@ -226,7 +226,7 @@ export const IOMMU_HWPT_GET_DIRTY_BITMAP: StructIoctl<T.IommuHwptGetDirtyBitmap>
 /**
  * Argument: `struct iommu_hwpt_invalidate`; direction: readwrite; request 0x3b8d on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_HWPT_INVALIDATE: StructIoctl<T.IommuHwptInvalidate> = {
   kind: 'struct',
@@ -239,7 +239,7 @@ export const IOMMU_HWPT_INVALIDATE: StructIoctl<T.IommuHwptInvalidate> = {
 /**
  * Argument: `struct iommu_fault_alloc`; direction: readwrite; request 0x3b8e on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_FAULT_QUEUE_ALLOC: StructIoctl<T.IommuFaultAlloc> = {
   kind: 'struct',
@@ -260,7 +260,7 @@ export const IOMMU_FAULT_QUEUE_ALLOC: StructIoctl<T.IommuFaultAlloc> = {
  *
  * Argument: none; direction: none; request 0x3b64 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GET_API_VERSION: NoArgIoctl = {
   kind: 'none',
@@ -278,7 +278,7 @@ export const VFIO_GET_API_VERSION: NoArgIoctl = {
  *
  * Argument: `__u32` passed by value; direction: write; request 0x3b65 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_CHECK_EXTENSION: ValueIoctl = {
   kind: 'value',
@@ -301,7 +301,7 @@ export const VFIO_CHECK_EXTENSION: ValueIoctl = {
  *
  * Argument: `__s32` passed by value; direction: write; request 0x3b66 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_SET_IOMMU: ValueIoctl = {
   kind: 'value',
@@ -321,7 +321,7 @@ export const VFIO_SET_IOMMU: ValueIoctl = {
  *
  * Argument: `struct vfio_group_status`; direction: read; request 0x3b67 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_GET_STATUS: StructIoctl<T.VfioGroupStatus> = {
   kind: 'struct',
@@ -345,7 +345,7 @@ export const VFIO_GROUP_GET_STATUS: StructIoctl<T.VfioGroupStatus> = {
  *
  * Argument: `__s32`; direction: write; request 0x3b68 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_SET_CONTAINER: PointerIoctl = {
   kind: 'pointer',
@@ -373,7 +373,7 @@ export const VFIO_GROUP_SET_CONTAINER: PointerIoctl = {
  *
  * Argument: none; direction: none; request 0x3b69 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_UNSET_CONTAINER: NoArgIoctl = {
   kind: 'none',
@@ -394,7 +394,7 @@ export const VFIO_GROUP_UNSET_CONTAINER: NoArgIoctl = {
  *
  * Argument: `char`; direction: write; request 0x3b6a on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_GET_DEVICE_FD: PointerIoctl = {
   kind: 'pointer',
@@ -416,7 +416,7 @@ export const VFIO_GROUP_GET_DEVICE_FD: PointerIoctl = {
  *
  * Argument: `struct vfio_device_info`; direction: read; request 0x3b6b on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_INFO: StructIoctl<T.VfioDeviceInfo> = {
   kind: 'struct',
@@ -439,7 +439,7 @@ export const VFIO_DEVICE_GET_INFO: StructIoctl<T.VfioDeviceInfo> = {
  *
  * Argument: `struct vfio_region_info`; direction: readwrite; request 0x3b6c on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_REGION_INFO: StructIoctl<T.VfioRegionInfo> = {
   kind: 'struct',
@@ -485,7 +485,7 @@ export const VFIO_DEVICE_GET_REGION_INFO: StructIoctl<T.VfioRegionInfo> = {
  *
  * Argument: `struct vfio_irq_info`; direction: readwrite; request 0x3b6d on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_IRQ_INFO: StructIoctl<T.VfioIrqInfo> = {
   kind: 'struct',
@@ -535,7 +535,7 @@ export const VFIO_DEVICE_GET_IRQ_INFO: StructIoctl<T.VfioIrqInfo> = {
  *
  * Argument: `struct vfio_irq_set`; direction: write; request 0x3b6e on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_SET_IRQS: StructIoctl<T.VfioIrqSet> = {
   kind: 'struct',
@@ -552,7 +552,7 @@ export const VFIO_DEVICE_SET_IRQS: StructIoctl<T.VfioIrqSet> = {
  *
  * Argument: none; direction: none; request 0x3b6f on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_RESET: NoArgIoctl = {
   kind: 'none',
@@ -613,7 +613,7 @@ export const VFIO_DEVICE_RESET: NoArgIoctl = {
  *
  * Argument: `struct vfio_pci_hot_reset_info`; direction: readwrite; request 0x3b70 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: StructIoctl<T.VfioPciHotResetInfo> = {
   kind: 'struct',
@@ -648,7 +648,7 @@ export const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: StructIoctl<T.VfioPciHotResetIn
  *
  * Argument: `struct vfio_pci_hot_reset`; direction: write; request 0x3b71 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_PCI_HOT_RESET: StructIoctl<T.VfioPciHotReset> = {
   kind: 'struct',
@@ -684,7 +684,7 @@ export const VFIO_DEVICE_PCI_HOT_RESET: StructIoctl<T.VfioPciHotReset> = {
  *
  * Argument: `struct vfio_device_gfx_plane_info`; direction: write; request 0x3b72 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_QUERY_GFX_PLANE: StructIoctl<T.VfioDeviceGfxPlaneInfo> = {
   kind: 'struct',
@@ -703,7 +703,7 @@ export const VFIO_DEVICE_QUERY_GFX_PLANE: StructIoctl<T.VfioDeviceGfxPlaneInfo> 
  *
  * Argument: `__u32`; direction: write; request 0x3b73 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_GFX_DMABUF: PointerIoctl = {
   kind: 'pointer',
@@ -729,7 +729,7 @@ export const VFIO_DEVICE_GET_GFX_DMABUF: PointerIoctl = {
  *
  * Argument: `struct vfio_device_ioeventfd`; direction: write; request 0x3b74 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_IOEVENTFD: StructIoctl<T.VfioDeviceIoeventfd> = {
   kind: 'struct',
@@ -756,7 +756,7 @@ export const VFIO_DEVICE_IOEVENTFD: StructIoctl<T.VfioDeviceIoeventfd> = {
  *
  * Argument: `struct vfio_device_feature`; direction: readwrite; request 0x3b75 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FEATURE: StructIoctl<T.VfioDeviceFeature> = {
   kind: 'struct',
@@ -780,7 +780,7 @@ export const VFIO_DEVICE_FEATURE: StructIoctl<T.VfioDeviceFeature> = {
  *
  * Argument: `struct vfio_device_bind_iommufd`; direction: read; request 0x3b76 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VFIO_DEVICE_BIND_IOMMUFD: StructIoctl<T.VfioDeviceBindIommufd> = {
   kind: 'struct',
@@ -807,7 +807,7 @@ export const VFIO_DEVICE_BIND_IOMMUFD: StructIoctl<T.VfioDeviceBindIommufd> = {
  *
  * Argument: `struct vfio_device_attach_iommufd_pt`; direction: write; request 0x3b77 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VFIO_DEVICE_ATTACH_IOMMUFD_PT: StructIoctl<T.VfioDeviceAttachIommufdPt> = {
   kind: 'struct',
@@ -828,7 +828,7 @@ export const VFIO_DEVICE_ATTACH_IOMMUFD_PT: StructIoctl<T.VfioDeviceAttachIommuf
  *
  * Argument: `struct vfio_device_detach_iommufd_pt`; direction: write; request 0x3b78 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VFIO_DEVICE_DETACH_IOMMUFD_PT: StructIoctl<T.VfioDeviceDetachIommufdPt> = {
   kind: 'struct',
@@ -891,7 +891,7 @@ export const VFIO_DEVICE_DETACH_IOMMUFD_PT: StructIoctl<T.VfioDeviceDetachIommuf
  *
  * Argument: `struct vfio_precopy_info`; direction: readwrite; request 0x3b79 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VFIO_MIG_GET_PRECOPY_INFO: StructIoctl<T.VfioPrecopyInfo> = {
   kind: 'struct',
@@ -911,7 +911,7 @@ export const VFIO_MIG_GET_PRECOPY_INFO: StructIoctl<T.VfioPrecopyInfo> = {
  *
  * Argument: `struct vfio_iommu_type1_info`; direction: read; request 0x3b70 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_GET_INFO: StructIoctl<T.VfioIommuType1Info> = {
   kind: 'struct',
@@ -937,7 +937,7 @@ export const VFIO_IOMMU_GET_INFO: StructIoctl<T.VfioIommuType1Info> = {
  *
  * Argument: `struct vfio_iommu_type1_dma_map`; direction: write; request 0x3b71 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_MAP_DMA: StructIoctl<T.VfioIommuType1DmaMap> = {
   kind: 'struct',
@@ -976,7 +976,7 @@ export const VFIO_IOMMU_MAP_DMA: StructIoctl<T.VfioIommuType1DmaMap> = {
  *
  * Argument: `struct vfio_iommu_type1_dma_unmap`; direction: readwrite; request 0x3b72 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_UNMAP_DMA: StructIoctl<T.VfioIommuType1DmaUnmap> = {
   kind: 'struct',
@@ -992,7 +992,7 @@ export const VFIO_IOMMU_UNMAP_DMA: StructIoctl<T.VfioIommuType1DmaUnmap> = {
  *
  * Argument: none; direction: none; request 0x3b73 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_ENABLE: NoArgIoctl = {
   kind: 'none',
@@ -1004,7 +1004,7 @@ export const VFIO_IOMMU_ENABLE: NoArgIoctl = {
 /**
  * Argument: none; direction: none; request 0x3b74 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_DISABLE: NoArgIoctl = {
   kind: 'none',
@@ -1048,7 +1048,7 @@ export const VFIO_IOMMU_DISABLE: NoArgIoctl = {
  *
  * Argument: `struct vfio_iommu_type1_dirty_bitmap`; direction: readwrite; request 0x3b75 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_DIRTY_PAGES: StructIoctl<T.VfioIommuType1DirtyBitmap> = {
   kind: 'struct',
@@ -1061,7 +1061,7 @@ export const VFIO_IOMMU_DIRTY_PAGES: StructIoctl<T.VfioIommuType1DirtyBitmap> = 
 /**
  * Argument: `struct vfio_iommu_spapr_tce_info`; direction: write; request 0x3b70 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_GET_INFO: StructIoctl<T.VfioIommuSpaprTceInfo> = {
   kind: 'struct',
@@ -1074,7 +1074,7 @@ export const VFIO_IOMMU_SPAPR_TCE_GET_INFO: StructIoctl<T.VfioIommuSpaprTceInfo>
 /**
  * Argument: `struct vfio_eeh_pe_op`; direction: write; request 0x3b79 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_OP: StructIoctl<T.VfioEehPeOp> = {
   kind: 'struct',
@@ -1094,7 +1094,7 @@ export const VFIO_EEH_PE_OP: StructIoctl<T.VfioEehPeOp> = {
  *
  * Argument: `struct vfio_iommu_spapr_register_memory`; direction: write; request 0x3b75 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_REGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegisterMemory> = {
   kind: 'struct',
@@ -1113,7 +1113,7 @@ export const VFIO_IOMMU_SPAPR_REGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegis
  *
  * Argument: `struct vfio_iommu_spapr_register_memory`; direction: write; request 0x3b76 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegisterMemory> = {
   kind: 'struct',
@@ -1134,7 +1134,7 @@ export const VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprReg
  *
  * Argument: `struct vfio_iommu_spapr_tce_create`; direction: readwrite; request 0x3b77 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_CREATE: StructIoctl<T.VfioIommuSpaprTceCreate> = {
   kind: 'struct',
@@ -1152,7 +1152,7 @@ export const VFIO_IOMMU_SPAPR_TCE_CREATE: StructIoctl<T.VfioIommuSpaprTceCreate>
  *
  * Argument: `struct vfio_iommu_spapr_tce_remove`; direction: write; request 0x3b78 on arm.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_REMOVE: StructIoctl<T.VfioIommuSpaprTceRemove> = {
   kind: 'struct',
@@ -1165,7 +1165,7 @@ export const VFIO_IOMMU_SPAPR_TCE_REMOVE: StructIoctl<T.VfioIommuSpaprTceRemove>
 /**
  * Argument: `struct iommu_test_cmd`; direction: readwrite; request 0x3ba0 on arm.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_TEST_CMD: StructIoctl<T.IommuTestCmd> = {
   kind: 'struct',

@@ -8,7 +8,7 @@
  *
  * C: `struct iommu_destroy` (linux/iommufd.h:63).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuDestroy {
   /**
@@ -16,7 +16,7 @@ export interface IommuDestroy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -24,7 +24,7 @@ export interface IommuDestroy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   id: number;
 }
@@ -37,7 +37,7 @@ export interface IommuDestroy {
  *
  * C: `struct iommu_ioas_alloc` (linux/iommufd.h:78).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasAlloc {
   /**
@@ -45,7 +45,7 @@ export interface IommuIoasAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -53,7 +53,7 @@ export interface IommuIoasAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -61,7 +61,7 @@ export interface IommuIoasAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_ioas_id: number;
 }
@@ -73,7 +73,7 @@ export interface IommuIoasAlloc {
  *
  * C: `struct iommu_iova_range` (linux/iommufd.h:92).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIovaRange {
   /**
@@ -81,7 +81,7 @@ export interface IommuIovaRange {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   start: bigint;
   /**
@@ -89,7 +89,7 @@ export interface IommuIovaRange {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   last: bigint;
 }
@@ -124,7 +124,7 @@ export interface IommuIovaRange {
  *
  * C: `struct iommu_ioas_iova_ranges` (linux/iommufd.h:131).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasIovaRanges {
   /**
@@ -132,7 +132,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -140,7 +140,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ioas_id: number;
   /**
@@ -148,7 +148,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   num_iovas: number;
   /**
@@ -156,7 +156,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -164,7 +164,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   allowed_iovas: bigint;
   /**
@@ -172,7 +172,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_iova_alignment: bigint;
 }
@@ -197,7 +197,7 @@ export interface IommuIoasIovaRanges {
  *
  * C: `struct iommu_ioas_allow_iovas` (linux/iommufd.h:164).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasAllowIovas {
   /**
@@ -205,7 +205,7 @@ export interface IommuIoasAllowIovas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -213,7 +213,7 @@ export interface IommuIoasAllowIovas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ioas_id: number;
   /**
@@ -221,7 +221,7 @@ export interface IommuIoasAllowIovas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   num_iovas: number;
   /**
@@ -229,7 +229,7 @@ export interface IommuIoasAllowIovas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -237,7 +237,7 @@ export interface IommuIoasAllowIovas {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   allowed_iovas: bigint;
 }
@@ -255,7 +255,7 @@ export interface IommuIoasAllowIovas {
  *
  * C: `struct iommu_ioas_map` (linux/iommufd.h:205).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasMap {
   /**
@@ -263,7 +263,7 @@ export interface IommuIoasMap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -271,7 +271,7 @@ export interface IommuIoasMap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -279,7 +279,7 @@ export interface IommuIoasMap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ioas_id: number;
   /**
@@ -287,7 +287,7 @@ export interface IommuIoasMap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -295,7 +295,7 @@ export interface IommuIoasMap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   user_va: bigint;
   /**
@@ -303,7 +303,7 @@ export interface IommuIoasMap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   length: bigint;
   /**
@@ -311,7 +311,7 @@ export interface IommuIoasMap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iova: bigint;
 }
@@ -330,7 +330,7 @@ export interface IommuIoasMap {
  *
  * C: `struct iommu_ioas_copy` (linux/iommufd.h:236).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasCopy {
   /**
@@ -338,7 +338,7 @@ export interface IommuIoasCopy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -346,7 +346,7 @@ export interface IommuIoasCopy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -354,7 +354,7 @@ export interface IommuIoasCopy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dst_ioas_id: number;
   /**
@@ -362,7 +362,7 @@ export interface IommuIoasCopy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   src_ioas_id: number;
   /**
@@ -370,7 +370,7 @@ export interface IommuIoasCopy {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   length: bigint;
   /**
@@ -378,7 +378,7 @@ export interface IommuIoasCopy {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dst_iova: bigint;
   /**
@@ -386,7 +386,7 @@ export interface IommuIoasCopy {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   src_iova: bigint;
 }
@@ -401,7 +401,7 @@ export interface IommuIoasCopy {
  *
  * C: `struct iommu_ioas_unmap` (linux/iommufd.h:259).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasUnmap {
   /**
@@ -409,7 +409,7 @@ export interface IommuIoasUnmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -417,7 +417,7 @@ export interface IommuIoasUnmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ioas_id: number;
   /**
@@ -425,7 +425,7 @@ export interface IommuIoasUnmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iova: bigint;
   /**
@@ -433,7 +433,7 @@ export interface IommuIoasUnmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   length: bigint;
 }
@@ -447,7 +447,7 @@ export interface IommuIoasUnmap {
  *
  * C: `struct iommu_option` (linux/iommufd.h:309).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuOption {
   /**
@@ -455,7 +455,7 @@ export interface IommuOption {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -463,7 +463,7 @@ export interface IommuOption {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   option_id: number;
   /**
@@ -471,7 +471,7 @@ export interface IommuOption {
    *
    * C: `__u16`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   op: number;
   /**
@@ -479,7 +479,7 @@ export interface IommuOption {
    *
    * C: `__u16`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -487,7 +487,7 @@ export interface IommuOption {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   object_id: number;
   /**
@@ -495,7 +495,7 @@ export interface IommuOption {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   val64: bigint;
 }
@@ -512,7 +512,7 @@ export interface IommuOption {
  *
  * C: `struct iommu_vfio_ioas` (linux/iommufd.h:346).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuVfioIoas {
   /**
@@ -520,7 +520,7 @@ export interface IommuVfioIoas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -528,7 +528,7 @@ export interface IommuVfioIoas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ioas_id: number;
   /**
@@ -536,7 +536,7 @@ export interface IommuVfioIoas {
    *
    * C: `__u16`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   op: number;
   /**
@@ -544,7 +544,7 @@ export interface IommuVfioIoas {
    *
    * C: `__u16`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
 }
@@ -554,7 +554,7 @@ export interface IommuVfioIoas {
  *
  * C: `struct iommu_hwpt_vtd_s1` (linux/iommufd.h:390).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptVtdS1 {
   /**
@@ -562,7 +562,7 @@ export interface IommuHwptVtdS1 {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: bigint;
   /**
@@ -570,7 +570,7 @@ export interface IommuHwptVtdS1 {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pgtbl_addr: bigint;
   /**
@@ -578,7 +578,7 @@ export interface IommuHwptVtdS1 {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   addr_width: number;
   /**
@@ -586,7 +586,7 @@ export interface IommuHwptVtdS1 {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
 }
@@ -615,7 +615,7 @@ export interface IommuHwptVtdS1 {
  *
  * C: `struct iommu_hwpt_alloc` (linux/iommufd.h:441).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptAlloc {
   /**
@@ -623,7 +623,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -631,7 +631,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -639,7 +639,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dev_id: number;
   /**
@@ -647,7 +647,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pt_id: number;
   /**
@@ -655,7 +655,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_hwpt_id: number;
   /**
@@ -663,7 +663,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -671,7 +671,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_type: number;
   /**
@@ -679,7 +679,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_len: number;
   /**
@@ -687,7 +687,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_uptr: bigint;
   /**
@@ -695,7 +695,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   fault_id: number;
   /**
@@ -703,7 +703,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved2: number;
 }
@@ -716,7 +716,7 @@ export interface IommuHwptAlloc {
  *
  * C: `struct iommu_hw_info_vtd` (linux/iommufd.h:480).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwInfoVtd {
   /**
@@ -724,7 +724,7 @@ export interface IommuHwInfoVtd {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -732,7 +732,7 @@ export interface IommuHwInfoVtd {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -740,7 +740,7 @@ export interface IommuHwInfoVtd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   cap_reg: bigint;
   /**
@@ -748,7 +748,7 @@ export interface IommuHwInfoVtd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ecap_reg: bigint;
 }
@@ -772,7 +772,7 @@ export interface IommuHwInfoVtd {
  *
  * C: `struct iommu_hw_info` (linux/iommufd.h:552).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwInfo {
   /**
@@ -780,7 +780,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -788,7 +788,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -796,7 +796,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dev_id: number;
   /**
@@ -804,7 +804,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_len: number;
   /**
@@ -812,7 +812,7 @@ export interface IommuHwInfo {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_uptr: bigint;
   /**
@@ -820,7 +820,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_data_type: number;
   /**
@@ -828,7 +828,7 @@ export interface IommuHwInfo {
    *
    * C: `__u8`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_max_pasid_log2: number;
   /**
@@ -836,7 +836,7 @@ export interface IommuHwInfo {
    *
    * C: `__u8[3]`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: Uint8Array;
   /**
@@ -844,7 +844,7 @@ export interface IommuHwInfo {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_capabilities: bigint;
 }
@@ -856,7 +856,7 @@ export interface IommuHwInfo {
  *
  * C: `struct iommu_hwpt_set_dirty_tracking` (linux/iommufd.h:583).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptSetDirtyTracking {
   /**
@@ -864,7 +864,7 @@ export interface IommuHwptSetDirtyTracking {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -872,7 +872,7 @@ export interface IommuHwptSetDirtyTracking {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -880,7 +880,7 @@ export interface IommuHwptSetDirtyTracking {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   hwpt_id: number;
   /**
@@ -888,7 +888,7 @@ export interface IommuHwptSetDirtyTracking {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
 }
@@ -906,7 +906,7 @@ export interface IommuHwptSetDirtyTracking {
  *
  * C: `struct iommu_hwpt_get_dirty_bitmap` (linux/iommufd.h:625).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptGetDirtyBitmap {
   /**
@@ -914,7 +914,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -922,7 +922,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   hwpt_id: number;
   /**
@@ -930,7 +930,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -938,7 +938,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -946,7 +946,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iova: bigint;
   /**
@@ -954,7 +954,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   length: bigint;
   /**
@@ -962,7 +962,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   page_size: bigint;
   /**
@@ -970,7 +970,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data: bigint;
 }
@@ -989,7 +989,7 @@ export interface IommuHwptGetDirtyBitmap {
  *
  * C: `struct iommu_hwpt_vtd_s1_invalidate` (linux/iommufd.h:676).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptVtdS1Invalidate {
   /**
@@ -997,7 +997,7 @@ export interface IommuHwptVtdS1Invalidate {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   addr: bigint;
   /**
@@ -1005,7 +1005,7 @@ export interface IommuHwptVtdS1Invalidate {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   npages: bigint;
   /**
@@ -1013,7 +1013,7 @@ export interface IommuHwptVtdS1Invalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -1021,7 +1021,7 @@ export interface IommuHwptVtdS1Invalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
 }
@@ -1040,7 +1040,7 @@ export interface IommuHwptVtdS1Invalidate {
  *
  * C: `struct iommu_hwpt_invalidate` (linux/iommufd.h:706).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptInvalidate {
   /**
@@ -1048,7 +1048,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -1056,7 +1056,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   hwpt_id: number;
   /**
@@ -1064,7 +1064,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_uptr: bigint;
   /**
@@ -1072,7 +1072,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_type: number;
   /**
@@ -1080,7 +1080,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   entry_len: number;
   /**
@@ -1088,7 +1088,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   entry_num: number;
   /**
@@ -1096,7 +1096,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
 }
@@ -1106,7 +1106,7 @@ export interface IommuHwptInvalidate {
  *
  * C: `struct iommu_hwpt_pgfault` (linux/iommufd.h:762).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptPgfault {
   /**
@@ -1114,7 +1114,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -1122,7 +1122,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dev_id: number;
   /**
@@ -1130,7 +1130,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pasid: number;
   /**
@@ -1138,7 +1138,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   grpid: number;
   /**
@@ -1146,7 +1146,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   perm: number;
   /**
@@ -1154,7 +1154,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -1162,7 +1162,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   addr: bigint;
   /**
@@ -1170,7 +1170,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   length: number;
   /**
@@ -1178,7 +1178,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   cookie: number;
 }
@@ -1188,7 +1188,7 @@ export interface IommuHwptPgfault {
  *
  * C: `struct iommu_hwpt_page_response` (linux/iommufd.h:793).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptPageResponse {
   /**
@@ -1196,7 +1196,7 @@ export interface IommuHwptPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   cookie: number;
   /**
@@ -1204,7 +1204,7 @@ export interface IommuHwptPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   code: number;
 }
@@ -1216,7 +1216,7 @@ export interface IommuHwptPageResponse {
  *
  * C: `struct iommu_fault_alloc` (linux/iommufd.h:807).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuFaultAlloc {
   /**
@@ -1224,7 +1224,7 @@ export interface IommuFaultAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -1232,7 +1232,7 @@ export interface IommuFaultAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -1240,7 +1240,7 @@ export interface IommuFaultAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_fault_id: number;
   /**
@@ -1248,7 +1248,7 @@ export interface IommuFaultAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_fault_fd: number;
 }
@@ -1267,7 +1267,7 @@ export interface IommuFaultAlloc {
  *
  * C: `struct vfio_info_cap_header` (linux/vfio.h:85).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioInfoCapHeader {
   /**
@@ -1275,7 +1275,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   id: number;
   /**
@@ -1283,7 +1283,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -1291,7 +1291,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   next: number;
 }
@@ -1306,19 +1306,19 @@ export interface VfioInfoCapHeader {
  *
  * C: `struct vfio_group_status` (linux/vfio.h:146).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioGroupStatus {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
 }
@@ -1332,19 +1332,19 @@ export interface VfioGroupStatus {
  *
  * C: `struct vfio_device_info` (linux/vfio.h:205).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1352,7 +1352,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   num_regions: number;
   /**
@@ -1360,7 +1360,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   num_irqs: number;
   /**
@@ -1368,13 +1368,13 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pad: number;
 }
@@ -1382,25 +1382,25 @@ export interface VfioDeviceInfo {
 /**
  * C: `struct vfio_device_info_cap_pci_atomic_comp` (linux/vfio.h:250).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceInfoCapPciAtomicComp {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   reserved: number;
 }
@@ -1418,19 +1418,19 @@ export interface VfioDeviceInfoCapPciAtomicComp {
  *
  * C: `struct vfio_region_info` (linux/vfio.h:271).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1438,7 +1438,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
@@ -1446,7 +1446,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
   /**
@@ -1454,7 +1454,7 @@ export interface VfioRegionInfo {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
@@ -1462,7 +1462,7 @@ export interface VfioRegionInfo {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
 }
@@ -1470,7 +1470,7 @@ export interface VfioRegionInfo {
 /**
  * C: `struct vfio_region_sparse_mmap_area` (linux/vfio.h:296).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionSparseMmapArea {
   /**
@@ -1478,7 +1478,7 @@ export interface VfioRegionSparseMmapArea {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
   /**
@@ -1486,7 +1486,7 @@ export interface VfioRegionSparseMmapArea {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -1494,31 +1494,31 @@ export interface VfioRegionSparseMmapArea {
 /**
  * C: `struct vfio_region_info_cap_sparse_mmap` (linux/vfio.h:301).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapSparseMmap {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nr_areas: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `struct vfio_region_sparse_mmap_area[]`, counted by `nr_areas`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   areas?: VfioRegionSparseMmapArea[];
 }
@@ -1526,13 +1526,13 @@ export interface VfioRegionInfoCapSparseMmap {
 /**
  * C: `struct vfio_region_info_cap_type` (linux/vfio.h:330).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapType {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
@@ -1540,7 +1540,7 @@ export interface VfioRegionInfoCapType {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
@@ -1548,7 +1548,7 @@ export interface VfioRegionInfoCapType {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   subtype: number;
 }
@@ -1581,7 +1581,7 @@ export interface VfioRegionInfoCapType {
  *
  * C: `struct vfio_region_gfx_edid` (linux/vfio.h:411).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionGfxEdid {
   /**
@@ -1589,7 +1589,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_offset: number;
   /**
@@ -1597,7 +1597,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_max_size: number;
   /**
@@ -1605,7 +1605,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_size: number;
   /**
@@ -1613,7 +1613,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_xres: number;
   /**
@@ -1621,7 +1621,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_yres: number;
   /**
@@ -1629,7 +1629,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   link_state: number;
 }
@@ -1637,7 +1637,7 @@ export interface VfioRegionGfxEdid {
 /**
  * C: `struct vfio_device_migration_info` (linux/vfio.h:430).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceMigrationInfo {
   /**
@@ -1645,31 +1645,31 @@ export interface VfioDeviceMigrationInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   device_state: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pending_bytes: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data_offset: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data_size: bigint;
 }
@@ -1677,19 +1677,19 @@ export interface VfioDeviceMigrationInfo {
 /**
  * C: `struct vfio_region_info_cap_nvlink2_ssatgt` (linux/vfio.h:477).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapNvlink2Ssatgt {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   tgt: bigint;
 }
@@ -1697,25 +1697,25 @@ export interface VfioRegionInfoCapNvlink2Ssatgt {
 /**
  * C: `struct vfio_region_info_cap_nvlink2_lnkspd` (linux/vfio.h:493).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapNvlink2Lnkspd {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   link_speed: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __pad: number;
 }
@@ -1756,19 +1756,19 @@ export interface VfioRegionInfoCapNvlink2Lnkspd {
  *
  * C: `struct vfio_irq_info` (linux/vfio.h:534).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIrqInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1776,7 +1776,7 @@ export interface VfioIrqInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
@@ -1784,7 +1784,7 @@ export interface VfioIrqInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
 }
@@ -1829,43 +1829,43 @@ export interface VfioIrqInfo {
  *
  * C: `struct vfio_irq_set` (linux/vfio.h:584).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIrqSet {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -1922,31 +1922,31 @@ export interface VfioIrqSet {
  *
  * C: `struct vfio_pci_dependent_device` (linux/vfio.h:728).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciDependentDevice {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   group_id: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   devid: number;
   /**
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   segment: number;
   /**
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   bus: number;
   /**
@@ -1954,7 +1954,7 @@ export interface VfioPciDependentDevice {
    *
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   devfn: number;
 }
@@ -1962,31 +1962,31 @@ export interface VfioPciDependentDevice {
 /**
  * C: `struct vfio_pci_hot_reset_info` (linux/vfio.h:740).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciHotResetInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `struct vfio_pci_dependent_device[]`, counted by `count`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   devices?: VfioPciDependentDevice[];
 }
@@ -2016,31 +2016,31 @@ export interface VfioPciHotResetInfo {
  *
  * C: `struct vfio_pci_hot_reset` (linux/vfio.h:775).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciHotReset {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `__s32[]`, counted by `count`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   group_fds?: number[];
 }
@@ -2071,19 +2071,19 @@ export interface VfioPciHotReset {
  *
  * C: `struct vfio_device_gfx_plane_info` (linux/vfio.h:809).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceGfxPlaneInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2091,7 +2091,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_plane_type: number;
   /**
@@ -2099,7 +2099,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_format: number;
   /**
@@ -2107,7 +2107,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_format_mod: bigint;
   /**
@@ -2115,7 +2115,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   width: number;
   /**
@@ -2123,7 +2123,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   height: number;
   /**
@@ -2131,7 +2131,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   stride: number;
   /**
@@ -2139,7 +2139,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: number;
   /**
@@ -2147,7 +2147,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   x_pos: number;
   /**
@@ -2155,7 +2155,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   y_pos: number;
   /**
@@ -2163,7 +2163,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   x_hot: number;
   /**
@@ -2171,7 +2171,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   y_hot: number;
   /**
@@ -2179,7 +2179,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   region_index: number;
   /**
@@ -2187,13 +2187,13 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dmabuf_id: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   reserved: number;
 }
@@ -2211,19 +2211,19 @@ export interface VfioDeviceGfxPlaneInfo {
  *
  * C: `struct vfio_device_ioeventfd` (linux/vfio.h:859).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceIoeventfd {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2231,7 +2231,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
   /**
@@ -2239,7 +2239,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data: bigint;
   /**
@@ -2247,13 +2247,13 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__s32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   fd: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   reserved: number;
 }
@@ -2275,25 +2275,25 @@ export interface VfioDeviceIoeventfd {
  *
  * C: `struct vfio_device_feature` (linux/vfio.h:891).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceFeature {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -2312,7 +2312,7 @@ export interface VfioDeviceFeature {
  *
  * C: `struct vfio_device_bind_iommufd` (linux/vfio.h:921).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceBindIommufd {
   /**
@@ -2320,7 +2320,7 @@ export interface VfioDeviceBindIommufd {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   argsz: number;
   /**
@@ -2328,7 +2328,7 @@ export interface VfioDeviceBindIommufd {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -2336,7 +2336,7 @@ export interface VfioDeviceBindIommufd {
    *
    * C: `__s32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iommufd: number;
   /**
@@ -2344,7 +2344,7 @@ export interface VfioDeviceBindIommufd {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_devid: number;
 }
@@ -2366,7 +2366,7 @@ export interface VfioDeviceBindIommufd {
  *
  * C: `struct vfio_device_attach_iommufd_pt` (linux/vfio.h:953).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceAttachIommufdPt {
   /**
@@ -2374,7 +2374,7 @@ export interface VfioDeviceAttachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   argsz: number;
   /**
@@ -2382,7 +2382,7 @@ export interface VfioDeviceAttachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -2390,7 +2390,7 @@ export interface VfioDeviceAttachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pt_id: number;
 }
@@ -2406,7 +2406,7 @@ export interface VfioDeviceAttachIommufdPt {
  *
  * C: `struct vfio_device_detach_iommufd_pt` (linux/vfio.h:973).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceDetachIommufdPt {
   /**
@@ -2414,7 +2414,7 @@ export interface VfioDeviceDetachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   argsz: number;
   /**
@@ -2422,7 +2422,7 @@ export interface VfioDeviceDetachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
 }
@@ -2451,13 +2451,13 @@ export interface VfioDeviceDetachIommufdPt {
  *
  * C: `struct vfio_device_feature_migration` (linux/vfio.h:1011).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureMigration {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   flags: bigint;
 }
@@ -2492,7 +2492,7 @@ export interface VfioDeviceFeatureMigration {
  *
  * C: `struct vfio_device_feature_mig_state` (linux/vfio.h:1047).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureMigState {
   /**
@@ -2500,13 +2500,13 @@ export interface VfioDeviceFeatureMigState {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   device_state: number;
   /**
    * C: `__s32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   data_fd: number;
 }
@@ -2564,31 +2564,31 @@ export interface VfioDeviceFeatureMigState {
  *
  * C: `struct vfio_precopy_info` (linux/vfio.h:1276).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioPrecopyInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   initial_bytes: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dirty_bytes: bigint;
 }
@@ -2616,19 +2616,19 @@ export interface VfioPrecopyInfo {
  *
  * C: `struct vfio_device_low_power_entry_with_wakeup` (linux/vfio.h:1325).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceLowPowerEntryWithWakeup {
   /**
    * C: `__s32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   wakeup_eventfd: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   reserved: number;
 }
@@ -2666,31 +2666,31 @@ export interface VfioDeviceLowPowerEntryWithWakeup {
  *
  * C: `struct vfio_device_feature_dma_logging_control` (linux/vfio.h:1372).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureDmaLoggingControl {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   page_size: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   num_ranges: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   __reserved: number;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   ranges: bigint;
 }
@@ -2698,19 +2698,19 @@ export interface VfioDeviceFeatureDmaLoggingControl {
 /**
  * C: `struct vfio_device_feature_dma_logging_range` (linux/vfio.h:1379).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureDmaLoggingRange {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   iova: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   length: bigint;
 }
@@ -2742,31 +2742,31 @@ export interface VfioDeviceFeatureDmaLoggingRange {
  *
  * C: `struct vfio_device_feature_dma_logging_report` (linux/vfio.h:1418).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureDmaLoggingReport {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   iova: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   length: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   page_size: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   bitmap: bigint;
 }
@@ -2779,13 +2779,13 @@ export interface VfioDeviceFeatureDmaLoggingReport {
  *
  * C: `struct vfio_device_feature_mig_data_size` (linux/vfio.h:1434).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceFeatureMigDataSize {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   stop_copy_length: bigint;
 }
@@ -2806,13 +2806,13 @@ export interface VfioDeviceFeatureMigDataSize {
  *
  * C: `struct vfio_device_feature_bus_master` (linux/vfio.h:1454).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceFeatureBusMaster {
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   op: number;
 }
@@ -2827,19 +2827,19 @@ export interface VfioDeviceFeatureBusMaster {
  *
  * C: `struct vfio_iommu_type1_info` (linux/vfio.h:1471).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1Info {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2847,7 +2847,7 @@ export interface VfioIommuType1Info {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova_pgsizes: bigint;
   /**
@@ -2855,13 +2855,13 @@ export interface VfioIommuType1Info {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pad: number;
 }
@@ -2869,19 +2869,19 @@ export interface VfioIommuType1Info {
 /**
  * C: `struct vfio_iova_range` (linux/vfio.h:1491).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIovaRange {
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   end: bigint;
 }
@@ -2889,31 +2889,31 @@ export interface VfioIovaRange {
 /**
  * C: `struct vfio_iommu_type1_info_cap_iova_range` (linux/vfio.h:1496).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoCapIovaRange {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nr_iovas: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `struct vfio_iova_range[]`, counted by `nr_iovas`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova_ranges?: VfioIovaRange[];
 }
@@ -2921,25 +2921,25 @@ export interface VfioIommuType1InfoCapIovaRange {
 /**
  * C: `struct vfio_iommu_type1_info_cap_migration` (linux/vfio.h:1519).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoCapMigration {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsize_bitmap: bigint;
   /**
@@ -2947,7 +2947,7 @@ export interface VfioIommuType1InfoCapMigration {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_dirty_bitmap_size: bigint;
 }
@@ -2955,19 +2955,19 @@ export interface VfioIommuType1InfoCapMigration {
 /**
  * C: `struct vfio_iommu_type1_info_dma_avail` (linux/vfio.h:1536).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoDmaAvail {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   avail: number;
 }
@@ -2988,19 +2988,19 @@ export interface VfioIommuType1InfoDmaAvail {
  *
  * C: `struct vfio_iommu_type1_dma_map` (linux/vfio.h:1557).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DmaMap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -3008,7 +3008,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vaddr: bigint;
   /**
@@ -3016,7 +3016,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -3024,7 +3024,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -3032,7 +3032,7 @@ export interface VfioIommuType1DmaMap {
 /**
  * C: `struct vfio_bitmap` (linux/vfio.h:1570).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioBitmap {
   /**
@@ -3040,7 +3040,7 @@ export interface VfioBitmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsize: bigint;
   /**
@@ -3048,7 +3048,7 @@ export interface VfioBitmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
@@ -3056,7 +3056,7 @@ export interface VfioBitmap {
    *
    * C: `__u64 *`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data: bigint;
 }
@@ -3090,19 +3090,19 @@ export interface VfioBitmap {
  *
  * C: `struct vfio_iommu_type1_dma_unmap` (linux/vfio.h:1604).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DmaUnmap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -3110,7 +3110,7 @@ export interface VfioIommuType1DmaUnmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -3118,13 +3118,13 @@ export interface VfioIommuType1DmaUnmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -3164,25 +3164,25 @@ export interface VfioIommuType1DmaUnmap {
  *
  * C: `struct vfio_iommu_type1_dirty_bitmap` (linux/vfio.h:1658).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DirtyBitmap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -3190,7 +3190,7 @@ export interface VfioIommuType1DirtyBitmap {
 /**
  * C: `struct vfio_iommu_type1_dirty_bitmap_get` (linux/vfio.h:1667).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DirtyBitmapGet {
   /**
@@ -3198,7 +3198,7 @@ export interface VfioIommuType1DirtyBitmapGet {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -3206,13 +3206,13 @@ export interface VfioIommuType1DirtyBitmapGet {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
    * C: `struct vfio_bitmap`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   bitmap: VfioBitmap;
 }
@@ -3230,7 +3230,7 @@ export interface VfioIommuType1DirtyBitmapGet {
  *
  * C: `struct vfio_iommu_spapr_tce_ddw_info` (linux/vfio.h:1688).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceDdwInfo {
   /**
@@ -3238,19 +3238,19 @@ export interface VfioIommuSpaprTceDdwInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsizes: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_dynamic_windows_supported: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   levels: number;
 }
@@ -3271,19 +3271,19 @@ export interface VfioIommuSpaprTceDdwInfo {
  *
  * C: `struct vfio_iommu_spapr_tce_info` (linux/vfio.h:1708).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -3291,7 +3291,7 @@ export interface VfioIommuSpaprTceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dma32_window_start: number;
   /**
@@ -3299,13 +3299,13 @@ export interface VfioIommuSpaprTceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dma32_window_size: number;
   /**
    * C: `struct vfio_iommu_spapr_tce_ddw_info`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   ddw: VfioIommuSpaprTceDdwInfo;
 }
@@ -3321,31 +3321,31 @@ export interface VfioIommuSpaprTceInfo {
  *
  * C: `struct vfio_eeh_pe_err` (linux/vfio.h:1728).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioEehPeErr {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   func: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   mask: bigint;
 }
@@ -3353,31 +3353,31 @@ export interface VfioEehPeErr {
 /**
  * C: `struct vfio_eeh_pe_op` (linux/vfio.h:1735).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioEehPeOp {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   op: number;
   /**
    * C: `struct vfio_eeh_pe_err`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   err: VfioEehPeErr;
 }
@@ -3392,19 +3392,19 @@ export interface VfioEehPeOp {
  *
  * C: `struct vfio_iommu_spapr_register_memory` (linux/vfio.h:1770).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprRegisterMemory {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -3412,7 +3412,7 @@ export interface VfioIommuSpaprRegisterMemory {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vaddr: bigint;
   /**
@@ -3420,7 +3420,7 @@ export interface VfioIommuSpaprRegisterMemory {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -3436,19 +3436,19 @@ export interface VfioIommuSpaprRegisterMemory {
  *
  * C: `struct vfio_iommu_spapr_tce_create` (linux/vfio.h:1796).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceCreate {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -3456,31 +3456,31 @@ export interface VfioIommuSpaprTceCreate {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   page_shift: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __resv1: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   window_size: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   levels: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __resv2: number;
   /**
@@ -3488,7 +3488,7 @@ export interface VfioIommuSpaprTceCreate {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start_addr: bigint;
 }
@@ -3501,19 +3501,19 @@ export interface VfioIommuSpaprTceCreate {
  *
  * C: `struct vfio_iommu_spapr_tce_remove` (linux/vfio.h:1816).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceRemove {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -3521,7 +3521,7 @@ export interface VfioIommuSpaprTceRemove {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start_addr: bigint;
 }
@@ -3529,68 +3529,68 @@ export interface VfioIommuSpaprTceRemove {
 /**
  * C: `struct iommu_test_cmd` (selftest/iommufd_test.h:57).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuTestCmd {
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   op: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   id: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   add_reserved: {
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     start: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   mock_domain: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_stdev_id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_hwpt_id: number;
     /**
@@ -3598,32 +3598,32 @@ export interface IommuTestCmd {
      *
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_idev_id: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   mock_domain_flags: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_stdev_id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_hwpt_id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_idev_id: number;
     /**
@@ -3631,302 +3631,302 @@ export interface IommuTestCmd {
      *
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     dev_flags: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   mock_domain_replace: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     pt_id: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   check_map: {
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     iova: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     uptr: bigint;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   check_refs: {
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     uptr: bigint;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     refs: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   create_access: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_access_fd: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     flags: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   destroy_access_pages: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     access_pages_id: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   access_pages: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     flags: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_access_pages_id: number;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     iova: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     uptr: bigint;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   access_rw: {
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     iova: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     uptr: bigint;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     flags: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   memory_limit: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     limit: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   access_replace_ioas: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     ioas_id: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dirty: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     flags: number;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     iova: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     page_size: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     uptr: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_nr_dirty: bigint;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   check_iotlb: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     iotlb: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   trigger_iopf: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     dev_id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     pasid: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     grpid: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     perm: number;
     /**
      * C: `__u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     addr: bigint;
   };
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   last: number;
 }
@@ -3934,19 +3934,19 @@ export interface IommuTestCmd {
 /**
  * C: `struct iommu_test_hw_info` (selftest/iommufd_test.h:147).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuTestHwInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   test_reg: number;
 }
@@ -3954,7 +3954,7 @@ export interface IommuTestHwInfo {
 /**
  * C: `struct iommu_hwpt_selftest` (selftest/iommufd_test.h:161).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptSelftest {
   /**
@@ -3962,7 +3962,7 @@ export interface IommuHwptSelftest {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iotlb: number;
 }
@@ -3974,7 +3974,7 @@ export interface IommuHwptSelftest {
  *
  * C: `struct iommu_hwpt_invalidate_selftest` (selftest/iommufd_test.h:177).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptInvalidateSelftest {
   /**
@@ -3982,7 +3982,7 @@ export interface IommuHwptInvalidateSelftest {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -3990,7 +3990,7 @@ export interface IommuHwptInvalidateSelftest {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iotlb_id: number;
 }

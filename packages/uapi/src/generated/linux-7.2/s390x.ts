@@ -63,7 +63,7 @@ export * from './codecs/ppc64.js';
 /**
  * Argument: `struct iommu_destroy`; direction: write; request 0x3b80 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_DESTROY: StructIoctl<T.IommuDestroy> = {
   kind: 'struct',
@@ -76,7 +76,7 @@ export const IOMMU_DESTROY: StructIoctl<T.IommuDestroy> = {
 /**
  * Argument: `struct iommu_ioas_alloc`; direction: readwrite; request 0x3b81 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_ALLOC: StructIoctl<T.IommuIoasAlloc> = {
   kind: 'struct',
@@ -89,7 +89,7 @@ export const IOMMU_IOAS_ALLOC: StructIoctl<T.IommuIoasAlloc> = {
 /**
  * Argument: `struct iommu_ioas_iova_ranges`; direction: readwrite; request 0x3b84 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_IOVA_RANGES: StructIoctl<T.IommuIoasIovaRanges> = {
   kind: 'struct',
@@ -102,7 +102,7 @@ export const IOMMU_IOAS_IOVA_RANGES: StructIoctl<T.IommuIoasIovaRanges> = {
 /**
  * Argument: `struct iommu_ioas_allow_iovas`; direction: write; request 0x3b82 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_ALLOW_IOVAS: StructIoctl<T.IommuIoasAllowIovas> = {
   kind: 'struct',
@@ -115,7 +115,7 @@ export const IOMMU_IOAS_ALLOW_IOVAS: StructIoctl<T.IommuIoasAllowIovas> = {
 /**
  * Argument: `struct iommu_ioas_map`; direction: readwrite; request 0x3b85 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_MAP: StructIoctl<T.IommuIoasMap> = {
   kind: 'struct',
@@ -128,7 +128,7 @@ export const IOMMU_IOAS_MAP: StructIoctl<T.IommuIoasMap> = {
 /**
  * Argument: `struct iommu_ioas_map_file`; direction: readwrite; request 0x3b8f on s390x.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IOMMU_IOAS_MAP_FILE: StructIoctl<T.IommuIoasMapFile> = {
   kind: 'struct',
@@ -141,7 +141,7 @@ export const IOMMU_IOAS_MAP_FILE: StructIoctl<T.IommuIoasMapFile> = {
 /**
  * Argument: `struct iommu_ioas_copy`; direction: readwrite; request 0x3b83 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_COPY: StructIoctl<T.IommuIoasCopy> = {
   kind: 'struct',
@@ -154,7 +154,7 @@ export const IOMMU_IOAS_COPY: StructIoctl<T.IommuIoasCopy> = {
 /**
  * Argument: `struct iommu_ioas_unmap`; direction: readwrite; request 0x3b86 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_IOAS_UNMAP: StructIoctl<T.IommuIoasUnmap> = {
   kind: 'struct',
@@ -167,7 +167,7 @@ export const IOMMU_IOAS_UNMAP: StructIoctl<T.IommuIoasUnmap> = {
 /**
  * Argument: `struct iommu_option`; direction: readwrite; request 0x3b87 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_OPTION: StructIoctl<T.IommuOption> = {
   kind: 'struct',
@@ -180,7 +180,7 @@ export const IOMMU_OPTION: StructIoctl<T.IommuOption> = {
 /**
  * Argument: `struct iommu_vfio_ioas`; direction: readwrite; request 0x3b88 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_VFIO_IOAS: StructIoctl<T.IommuVfioIoas> = {
   kind: 'struct',
@@ -193,7 +193,7 @@ export const IOMMU_VFIO_IOAS: StructIoctl<T.IommuVfioIoas> = {
 /**
  * Argument: `struct iommu_hwpt_alloc`; direction: readwrite; request 0x3b89 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_HWPT_ALLOC: StructIoctl<T.IommuHwptAlloc> = {
   kind: 'struct',
@@ -206,7 +206,7 @@ export const IOMMU_HWPT_ALLOC: StructIoctl<T.IommuHwptAlloc> = {
 /**
  * Argument: `struct iommu_hw_info`; direction: readwrite; request 0x3b8a on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_GET_HW_INFO: StructIoctl<T.IommuHwInfo> = {
   kind: 'struct',
@@ -219,7 +219,7 @@ export const IOMMU_GET_HW_INFO: StructIoctl<T.IommuHwInfo> = {
 /**
  * Argument: `struct iommu_hwpt_set_dirty_tracking`; direction: write; request 0x3b8b on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_HWPT_SET_DIRTY_TRACKING: StructIoctl<T.IommuHwptSetDirtyTracking> = {
   kind: 'struct',
@@ -232,7 +232,7 @@ export const IOMMU_HWPT_SET_DIRTY_TRACKING: StructIoctl<T.IommuHwptSetDirtyTrack
 /**
  * Argument: `struct iommu_hwpt_get_dirty_bitmap`; direction: write; request 0x3b8c on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_HWPT_GET_DIRTY_BITMAP: StructIoctl<T.IommuHwptGetDirtyBitmap> = {
   kind: 'struct',
@@ -245,7 +245,7 @@ export const IOMMU_HWPT_GET_DIRTY_BITMAP: StructIoctl<T.IommuHwptGetDirtyBitmap>
 /**
  * Argument: `struct iommu_hwpt_invalidate`; direction: readwrite; request 0x3b8d on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_HWPT_INVALIDATE: StructIoctl<T.IommuHwptInvalidate> = {
   kind: 'struct',
@@ -258,7 +258,7 @@ export const IOMMU_HWPT_INVALIDATE: StructIoctl<T.IommuHwptInvalidate> = {
 /**
  * Argument: `struct iommu_fault_alloc`; direction: readwrite; request 0x3b8e on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_FAULT_QUEUE_ALLOC: StructIoctl<T.IommuFaultAlloc> = {
   kind: 'struct',
@@ -271,7 +271,7 @@ export const IOMMU_FAULT_QUEUE_ALLOC: StructIoctl<T.IommuFaultAlloc> = {
 /**
  * Argument: `struct iommu_viommu_alloc`; direction: readwrite; request 0x3b90 on s390x.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IOMMU_VIOMMU_ALLOC: StructIoctl<T.IommuViommuAlloc> = {
   kind: 'struct',
@@ -284,7 +284,7 @@ export const IOMMU_VIOMMU_ALLOC: StructIoctl<T.IommuViommuAlloc> = {
 /**
  * Argument: `struct iommu_vdevice_alloc`; direction: readwrite; request 0x3b91 on s390x.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IOMMU_VDEVICE_ALLOC: StructIoctl<T.IommuVdeviceAlloc> = {
   kind: 'struct',
@@ -297,7 +297,7 @@ export const IOMMU_VDEVICE_ALLOC: StructIoctl<T.IommuVdeviceAlloc> = {
 /**
  * Argument: `struct iommu_ioas_change_process`; direction: write; request 0x3b92 on s390x.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IOMMU_IOAS_CHANGE_PROCESS: StructIoctl<T.IommuIoasChangeProcess> = {
   kind: 'struct',
@@ -310,7 +310,7 @@ export const IOMMU_IOAS_CHANGE_PROCESS: StructIoctl<T.IommuIoasChangeProcess> = 
 /**
  * Argument: `struct iommu_veventq_alloc`; direction: readwrite; request 0x3b93 on s390x.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IOMMU_VEVENTQ_ALLOC: StructIoctl<T.IommuVeventqAlloc> = {
   kind: 'struct',
@@ -323,7 +323,7 @@ export const IOMMU_VEVENTQ_ALLOC: StructIoctl<T.IommuVeventqAlloc> = {
 /**
  * Argument: `struct iommu_hw_queue_alloc`; direction: readwrite; request 0x3b94 on s390x.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IOMMU_HW_QUEUE_ALLOC: StructIoctl<T.IommuHwQueueAlloc> = {
   kind: 'struct',
@@ -344,7 +344,7 @@ export const IOMMU_HW_QUEUE_ALLOC: StructIoctl<T.IommuHwQueueAlloc> = {
  *
  * Argument: none; direction: none; request 0x3b64 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GET_API_VERSION: NoArgIoctl = {
   kind: 'none',
@@ -362,7 +362,7 @@ export const VFIO_GET_API_VERSION: NoArgIoctl = {
  *
  * Argument: `__u32` passed by value; direction: write; request 0x3b65 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_CHECK_EXTENSION: ValueIoctl = {
   kind: 'value',
@@ -385,7 +385,7 @@ export const VFIO_CHECK_EXTENSION: ValueIoctl = {
  *
  * Argument: `__s32` passed by value; direction: write; request 0x3b66 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_SET_IOMMU: ValueIoctl = {
   kind: 'value',
@@ -405,7 +405,7 @@ export const VFIO_SET_IOMMU: ValueIoctl = {
  *
  * Argument: `struct vfio_group_status`; direction: read; request 0x3b67 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_GET_STATUS: StructIoctl<T.VfioGroupStatus> = {
   kind: 'struct',
@@ -429,7 +429,7 @@ export const VFIO_GROUP_GET_STATUS: StructIoctl<T.VfioGroupStatus> = {
  *
  * Argument: `__s32`; direction: write; request 0x3b68 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_SET_CONTAINER: PointerIoctl = {
   kind: 'pointer',
@@ -457,7 +457,7 @@ export const VFIO_GROUP_SET_CONTAINER: PointerIoctl = {
  *
  * Argument: none; direction: none; request 0x3b69 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_UNSET_CONTAINER: NoArgIoctl = {
   kind: 'none',
@@ -478,7 +478,7 @@ export const VFIO_GROUP_UNSET_CONTAINER: NoArgIoctl = {
  *
  * Argument: `char`; direction: write; request 0x3b6a on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_GET_DEVICE_FD: PointerIoctl = {
   kind: 'pointer',
@@ -500,7 +500,7 @@ export const VFIO_GROUP_GET_DEVICE_FD: PointerIoctl = {
  *
  * Argument: `struct vfio_device_info`; direction: read; request 0x3b6b on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_INFO: StructIoctl<T.VfioDeviceInfo> = {
   kind: 'struct',
@@ -523,7 +523,7 @@ export const VFIO_DEVICE_GET_INFO: StructIoctl<T.VfioDeviceInfo> = {
  *
  * Argument: `struct vfio_region_info`; direction: readwrite; request 0x3b6c on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_REGION_INFO: StructIoctl<T.VfioRegionInfo> = {
   kind: 'struct',
@@ -569,7 +569,7 @@ export const VFIO_DEVICE_GET_REGION_INFO: StructIoctl<T.VfioRegionInfo> = {
  *
  * Argument: `struct vfio_irq_info`; direction: readwrite; request 0x3b6d on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_IRQ_INFO: StructIoctl<T.VfioIrqInfo> = {
   kind: 'struct',
@@ -619,7 +619,7 @@ export const VFIO_DEVICE_GET_IRQ_INFO: StructIoctl<T.VfioIrqInfo> = {
  *
  * Argument: `struct vfio_irq_set`; direction: write; request 0x3b6e on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_SET_IRQS: StructIoctl<T.VfioIrqSet> = {
   kind: 'struct',
@@ -636,7 +636,7 @@ export const VFIO_DEVICE_SET_IRQS: StructIoctl<T.VfioIrqSet> = {
  *
  * Argument: none; direction: none; request 0x3b6f on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_RESET: NoArgIoctl = {
   kind: 'none',
@@ -697,7 +697,7 @@ export const VFIO_DEVICE_RESET: NoArgIoctl = {
  *
  * Argument: `struct vfio_pci_hot_reset_info`; direction: readwrite; request 0x3b70 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: StructIoctl<T.VfioPciHotResetInfo> = {
   kind: 'struct',
@@ -732,7 +732,7 @@ export const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: StructIoctl<T.VfioPciHotResetIn
  *
  * Argument: `struct vfio_pci_hot_reset`; direction: write; request 0x3b71 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_PCI_HOT_RESET: StructIoctl<T.VfioPciHotReset> = {
   kind: 'struct',
@@ -768,7 +768,7 @@ export const VFIO_DEVICE_PCI_HOT_RESET: StructIoctl<T.VfioPciHotReset> = {
  *
  * Argument: `struct vfio_device_gfx_plane_info`; direction: write; request 0x3b72 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_QUERY_GFX_PLANE: StructIoctl<T.VfioDeviceGfxPlaneInfo> = {
   kind: 'struct',
@@ -787,7 +787,7 @@ export const VFIO_DEVICE_QUERY_GFX_PLANE: StructIoctl<T.VfioDeviceGfxPlaneInfo> 
  *
  * Argument: `__u32`; direction: write; request 0x3b73 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_GFX_DMABUF: PointerIoctl = {
   kind: 'pointer',
@@ -813,7 +813,7 @@ export const VFIO_DEVICE_GET_GFX_DMABUF: PointerIoctl = {
  *
  * Argument: `struct vfio_device_ioeventfd`; direction: write; request 0x3b74 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_IOEVENTFD: StructIoctl<T.VfioDeviceIoeventfd> = {
   kind: 'struct',
@@ -840,7 +840,7 @@ export const VFIO_DEVICE_IOEVENTFD: StructIoctl<T.VfioDeviceIoeventfd> = {
  *
  * Argument: `struct vfio_device_feature`; direction: readwrite; request 0x3b75 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FEATURE: StructIoctl<T.VfioDeviceFeature> = {
   kind: 'struct',
@@ -870,7 +870,7 @@ export const VFIO_DEVICE_FEATURE: StructIoctl<T.VfioDeviceFeature> = {
  *
  * Argument: `struct vfio_device_bind_iommufd`; direction: read; request 0x3b76 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VFIO_DEVICE_BIND_IOMMUFD: StructIoctl<T.VfioDeviceBindIommufd> = {
   kind: 'struct',
@@ -902,7 +902,7 @@ export const VFIO_DEVICE_BIND_IOMMUFD: StructIoctl<T.VfioDeviceBindIommufd> = {
  *
  * Argument: `struct vfio_device_attach_iommufd_pt`; direction: write; request 0x3b77 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VFIO_DEVICE_ATTACH_IOMMUFD_PT: StructIoctl<T.VfioDeviceAttachIommufdPt> = {
   kind: 'struct',
@@ -923,7 +923,7 @@ export const VFIO_DEVICE_ATTACH_IOMMUFD_PT: StructIoctl<T.VfioDeviceAttachIommuf
  *
  * Argument: `struct vfio_device_detach_iommufd_pt`; direction: write; request 0x3b78 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VFIO_DEVICE_DETACH_IOMMUFD_PT: StructIoctl<T.VfioDeviceDetachIommufdPt> = {
   kind: 'struct',
@@ -999,7 +999,7 @@ export const VFIO_DEVICE_DETACH_IOMMUFD_PT: StructIoctl<T.VfioDeviceDetachIommuf
  *
  * Argument: `struct vfio_precopy_info`; direction: readwrite; request 0x3b79 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VFIO_MIG_GET_PRECOPY_INFO: StructIoctl<T.VfioPrecopyInfo> = {
   kind: 'struct',
@@ -1019,7 +1019,7 @@ export const VFIO_MIG_GET_PRECOPY_INFO: StructIoctl<T.VfioPrecopyInfo> = {
  *
  * Argument: `struct vfio_iommu_type1_info`; direction: read; request 0x3b70 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_GET_INFO: StructIoctl<T.VfioIommuType1Info> = {
   kind: 'struct',
@@ -1045,7 +1045,7 @@ export const VFIO_IOMMU_GET_INFO: StructIoctl<T.VfioIommuType1Info> = {
  *
  * Argument: `struct vfio_iommu_type1_dma_map`; direction: write; request 0x3b71 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_MAP_DMA: StructIoctl<T.VfioIommuType1DmaMap> = {
   kind: 'struct',
@@ -1084,7 +1084,7 @@ export const VFIO_IOMMU_MAP_DMA: StructIoctl<T.VfioIommuType1DmaMap> = {
  *
  * Argument: `struct vfio_iommu_type1_dma_unmap`; direction: readwrite; request 0x3b72 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_UNMAP_DMA: StructIoctl<T.VfioIommuType1DmaUnmap> = {
   kind: 'struct',
@@ -1100,7 +1100,7 @@ export const VFIO_IOMMU_UNMAP_DMA: StructIoctl<T.VfioIommuType1DmaUnmap> = {
  *
  * Argument: none; direction: none; request 0x3b73 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_ENABLE: NoArgIoctl = {
   kind: 'none',
@@ -1112,7 +1112,7 @@ export const VFIO_IOMMU_ENABLE: NoArgIoctl = {
 /**
  * Argument: none; direction: none; request 0x3b74 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_DISABLE: NoArgIoctl = {
   kind: 'none',
@@ -1156,7 +1156,7 @@ export const VFIO_IOMMU_DISABLE: NoArgIoctl = {
  *
  * Argument: `struct vfio_iommu_type1_dirty_bitmap`; direction: readwrite; request 0x3b75 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_DIRTY_PAGES: StructIoctl<T.VfioIommuType1DirtyBitmap> = {
   kind: 'struct',
@@ -1169,7 +1169,7 @@ export const VFIO_IOMMU_DIRTY_PAGES: StructIoctl<T.VfioIommuType1DirtyBitmap> = 
 /**
  * Argument: `struct vfio_iommu_spapr_tce_info`; direction: write; request 0x3b70 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_GET_INFO: StructIoctl<T.VfioIommuSpaprTceInfo> = {
   kind: 'struct',
@@ -1182,7 +1182,7 @@ export const VFIO_IOMMU_SPAPR_TCE_GET_INFO: StructIoctl<T.VfioIommuSpaprTceInfo>
 /**
  * Argument: `struct vfio_eeh_pe_op`; direction: write; request 0x3b79 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_OP: StructIoctl<T.VfioEehPeOp> = {
   kind: 'struct',
@@ -1202,7 +1202,7 @@ export const VFIO_EEH_PE_OP: StructIoctl<T.VfioEehPeOp> = {
  *
  * Argument: `struct vfio_iommu_spapr_register_memory`; direction: write; request 0x3b75 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_REGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegisterMemory> = {
   kind: 'struct',
@@ -1221,7 +1221,7 @@ export const VFIO_IOMMU_SPAPR_REGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegis
  *
  * Argument: `struct vfio_iommu_spapr_register_memory`; direction: write; request 0x3b76 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegisterMemory> = {
   kind: 'struct',
@@ -1242,7 +1242,7 @@ export const VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprReg
  *
  * Argument: `struct vfio_iommu_spapr_tce_create`; direction: readwrite; request 0x3b77 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_CREATE: StructIoctl<T.VfioIommuSpaprTceCreate> = {
   kind: 'struct',
@@ -1260,7 +1260,7 @@ export const VFIO_IOMMU_SPAPR_TCE_CREATE: StructIoctl<T.VfioIommuSpaprTceCreate>
  *
  * Argument: `struct vfio_iommu_spapr_tce_remove`; direction: write; request 0x3b78 on s390x.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_REMOVE: StructIoctl<T.VfioIommuSpaprTceRemove> = {
   kind: 'struct',
@@ -1273,7 +1273,7 @@ export const VFIO_IOMMU_SPAPR_TCE_REMOVE: StructIoctl<T.VfioIommuSpaprTceRemove>
 /**
  * Argument: `struct iommu_test_cmd`; direction: readwrite; request 0x3ba0 on s390x.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IOMMU_TEST_CMD: StructIoctl<T.IommuTestCmd> = {
   kind: 'struct',

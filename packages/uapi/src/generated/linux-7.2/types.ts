@@ -8,7 +8,7 @@
  *
  * C: `struct iommu_destroy` (linux/iommufd.h:69).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuDestroy {
   /**
@@ -16,7 +16,7 @@ export interface IommuDestroy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -24,7 +24,7 @@ export interface IommuDestroy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   id: number;
 }
@@ -37,7 +37,7 @@ export interface IommuDestroy {
  *
  * C: `struct iommu_ioas_alloc` (linux/iommufd.h:84).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasAlloc {
   /**
@@ -45,7 +45,7 @@ export interface IommuIoasAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -53,7 +53,7 @@ export interface IommuIoasAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -61,7 +61,7 @@ export interface IommuIoasAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_ioas_id: number;
 }
@@ -73,7 +73,7 @@ export interface IommuIoasAlloc {
  *
  * C: `struct iommu_iova_range` (linux/iommufd.h:98).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIovaRange {
   /**
@@ -81,7 +81,7 @@ export interface IommuIovaRange {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   start: bigint;
   /**
@@ -89,7 +89,7 @@ export interface IommuIovaRange {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   last: bigint;
 }
@@ -124,7 +124,7 @@ export interface IommuIovaRange {
  *
  * C: `struct iommu_ioas_iova_ranges` (linux/iommufd.h:137).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasIovaRanges {
   /**
@@ -132,7 +132,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -140,7 +140,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ioas_id: number;
   /**
@@ -148,7 +148,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   num_iovas: number;
   /**
@@ -156,7 +156,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -164,7 +164,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   allowed_iovas: bigint;
   /**
@@ -172,7 +172,7 @@ export interface IommuIoasIovaRanges {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_iova_alignment: bigint;
 }
@@ -197,7 +197,7 @@ export interface IommuIoasIovaRanges {
  *
  * C: `struct iommu_ioas_allow_iovas` (linux/iommufd.h:170).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasAllowIovas {
   /**
@@ -205,7 +205,7 @@ export interface IommuIoasAllowIovas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -213,7 +213,7 @@ export interface IommuIoasAllowIovas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ioas_id: number;
   /**
@@ -221,7 +221,7 @@ export interface IommuIoasAllowIovas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   num_iovas: number;
   /**
@@ -229,7 +229,7 @@ export interface IommuIoasAllowIovas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -237,7 +237,7 @@ export interface IommuIoasAllowIovas {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   allowed_iovas: bigint;
 }
@@ -255,7 +255,7 @@ export interface IommuIoasAllowIovas {
  *
  * C: `struct iommu_ioas_map` (linux/iommufd.h:211).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasMap {
   /**
@@ -263,7 +263,7 @@ export interface IommuIoasMap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -271,7 +271,7 @@ export interface IommuIoasMap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -279,7 +279,7 @@ export interface IommuIoasMap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ioas_id: number;
   /**
@@ -287,7 +287,7 @@ export interface IommuIoasMap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -295,7 +295,7 @@ export interface IommuIoasMap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   user_va: bigint;
   /**
@@ -303,7 +303,7 @@ export interface IommuIoasMap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   length: bigint;
   /**
@@ -311,7 +311,7 @@ export interface IommuIoasMap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iova: bigint;
 }
@@ -328,7 +328,7 @@ export interface IommuIoasMap {
  *
  * C: `struct iommu_ioas_map_file` (linux/iommufd.h:239).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuIoasMapFile {
   /**
@@ -336,7 +336,7 @@ export interface IommuIoasMapFile {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   size: number;
   /**
@@ -344,7 +344,7 @@ export interface IommuIoasMapFile {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   flags: number;
   /**
@@ -352,7 +352,7 @@ export interface IommuIoasMapFile {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   ioas_id: number;
   /**
@@ -360,7 +360,7 @@ export interface IommuIoasMapFile {
    *
    * C: `__s32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   fd: number;
   /**
@@ -368,7 +368,7 @@ export interface IommuIoasMapFile {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   start: bigint;
   /**
@@ -376,7 +376,7 @@ export interface IommuIoasMapFile {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   length: bigint;
   /**
@@ -384,7 +384,7 @@ export interface IommuIoasMapFile {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   iova: bigint;
 }
@@ -403,7 +403,7 @@ export interface IommuIoasMapFile {
  *
  * C: `struct iommu_ioas_copy` (linux/iommufd.h:270).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasCopy {
   /**
@@ -411,7 +411,7 @@ export interface IommuIoasCopy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -419,7 +419,7 @@ export interface IommuIoasCopy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -427,7 +427,7 @@ export interface IommuIoasCopy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dst_ioas_id: number;
   /**
@@ -435,7 +435,7 @@ export interface IommuIoasCopy {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   src_ioas_id: number;
   /**
@@ -443,7 +443,7 @@ export interface IommuIoasCopy {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   length: bigint;
   /**
@@ -451,7 +451,7 @@ export interface IommuIoasCopy {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dst_iova: bigint;
   /**
@@ -459,7 +459,7 @@ export interface IommuIoasCopy {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   src_iova: bigint;
 }
@@ -474,7 +474,7 @@ export interface IommuIoasCopy {
  *
  * C: `struct iommu_ioas_unmap` (linux/iommufd.h:293).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuIoasUnmap {
   /**
@@ -482,7 +482,7 @@ export interface IommuIoasUnmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -490,7 +490,7 @@ export interface IommuIoasUnmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ioas_id: number;
   /**
@@ -498,7 +498,7 @@ export interface IommuIoasUnmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iova: bigint;
   /**
@@ -506,7 +506,7 @@ export interface IommuIoasUnmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   length: bigint;
 }
@@ -520,7 +520,7 @@ export interface IommuIoasUnmap {
  *
  * C: `struct iommu_option` (linux/iommufd.h:343).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuOption {
   /**
@@ -528,7 +528,7 @@ export interface IommuOption {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -536,7 +536,7 @@ export interface IommuOption {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   option_id: number;
   /**
@@ -544,7 +544,7 @@ export interface IommuOption {
    *
    * C: `__u16`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   op: number;
   /**
@@ -552,7 +552,7 @@ export interface IommuOption {
    *
    * C: `__u16`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -560,7 +560,7 @@ export interface IommuOption {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   object_id: number;
   /**
@@ -568,7 +568,7 @@ export interface IommuOption {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   val64: bigint;
 }
@@ -585,7 +585,7 @@ export interface IommuOption {
  *
  * C: `struct iommu_vfio_ioas` (linux/iommufd.h:380).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuVfioIoas {
   /**
@@ -593,7 +593,7 @@ export interface IommuVfioIoas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -601,7 +601,7 @@ export interface IommuVfioIoas {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ioas_id: number;
   /**
@@ -609,7 +609,7 @@ export interface IommuVfioIoas {
    *
    * C: `__u16`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   op: number;
   /**
@@ -617,7 +617,7 @@ export interface IommuVfioIoas {
    *
    * C: `__u16`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
 }
@@ -627,7 +627,7 @@ export interface IommuVfioIoas {
  *
  * C: `struct iommu_hwpt_vtd_s1` (linux/iommufd.h:435).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptVtdS1 {
   /**
@@ -635,7 +635,7 @@ export interface IommuHwptVtdS1 {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: bigint;
   /**
@@ -643,7 +643,7 @@ export interface IommuHwptVtdS1 {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pgtbl_addr: bigint;
   /**
@@ -651,7 +651,7 @@ export interface IommuHwptVtdS1 {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   addr_width: number;
   /**
@@ -659,7 +659,7 @@ export interface IommuHwptVtdS1 {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
 }
@@ -685,7 +685,7 @@ export interface IommuHwptVtdS1 {
  *
  * C: `struct iommu_hwpt_arm_smmuv3` (linux/iommufd.h:468).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuHwptArmSmmuv3 {
   /**
@@ -693,7 +693,7 @@ export interface IommuHwptArmSmmuv3 {
    *
    * C: `__aligned_le64[2]`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   ste: bigint[];
 }
@@ -703,7 +703,7 @@ export interface IommuHwptArmSmmuv3 {
  *
  * C: `struct iommu_hwpt_amd_guest` (linux/iommufd.h:477).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuHwptAmdGuest {
   /**
@@ -711,7 +711,7 @@ export interface IommuHwptAmdGuest {
    *
    * C: `__aligned_u64[4]`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   dte: bigint[];
 }
@@ -742,7 +742,7 @@ export interface IommuHwptAmdGuest {
  *
  * C: `struct iommu_hwpt_alloc` (linux/iommufd.h:531).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptAlloc {
   /**
@@ -750,7 +750,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -758,7 +758,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -766,7 +766,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dev_id: number;
   /**
@@ -774,7 +774,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pt_id: number;
   /**
@@ -782,7 +782,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_hwpt_id: number;
   /**
@@ -790,7 +790,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -798,7 +798,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_type: number;
   /**
@@ -806,7 +806,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_len: number;
   /**
@@ -814,7 +814,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_uptr: bigint;
   /**
@@ -822,7 +822,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   fault_id: number;
   /**
@@ -830,7 +830,7 @@ export interface IommuHwptAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved2: number;
 }
@@ -843,7 +843,7 @@ export interface IommuHwptAlloc {
  *
  * C: `struct iommu_hw_info_vtd` (linux/iommufd.h:570).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwInfoVtd {
   /**
@@ -851,7 +851,7 @@ export interface IommuHwInfoVtd {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -859,7 +859,7 @@ export interface IommuHwInfoVtd {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -867,7 +867,7 @@ export interface IommuHwInfoVtd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   cap_reg: bigint;
   /**
@@ -875,7 +875,7 @@ export interface IommuHwInfoVtd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   ecap_reg: bigint;
 }
@@ -908,7 +908,7 @@ export interface IommuHwInfoVtd {
  *
  * C: `struct iommu_hw_info_arm_smmuv3` (linux/iommufd.h:611).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuHwInfoArmSmmuv3 {
   /**
@@ -916,7 +916,7 @@ export interface IommuHwInfoArmSmmuv3 {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   flags: number;
   /**
@@ -924,7 +924,7 @@ export interface IommuHwInfoArmSmmuv3 {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   __reserved: number;
   /**
@@ -932,7 +932,7 @@ export interface IommuHwInfoArmSmmuv3 {
    *
    * C: `__u32[6]`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   idr: number[];
   /**
@@ -940,7 +940,7 @@ export interface IommuHwInfoArmSmmuv3 {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   iidr: number;
   /**
@@ -948,7 +948,7 @@ export interface IommuHwInfoArmSmmuv3 {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   aidr: number;
 }
@@ -962,7 +962,7 @@ export interface IommuHwInfoArmSmmuv3 {
  *
  * C: `struct iommu_hw_info_tegra241_cmdqv` (linux/iommufd.h:633).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuHwInfoTegra241Cmdqv {
   /**
@@ -970,7 +970,7 @@ export interface IommuHwInfoTegra241Cmdqv {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   flags: number;
   /**
@@ -978,7 +978,7 @@ export interface IommuHwInfoTegra241Cmdqv {
    *
    * C: `__u8`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   version: number;
   /**
@@ -986,7 +986,7 @@ export interface IommuHwInfoTegra241Cmdqv {
    *
    * C: `__u8`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   log2vcmdqs: number;
   /**
@@ -994,7 +994,7 @@ export interface IommuHwInfoTegra241Cmdqv {
    *
    * C: `__u8`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   log2vsids: number;
   /**
@@ -1002,7 +1002,7 @@ export interface IommuHwInfoTegra241Cmdqv {
    *
    * C: `__u8`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   __reserved: number;
 }
@@ -1027,7 +1027,7 @@ export interface IommuHwInfoTegra241Cmdqv {
  *
  * C: `struct iommu_hw_info_amd` (linux/iommufd.h:662).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuHwInfoAmd {
   /**
@@ -1035,7 +1035,7 @@ export interface IommuHwInfoAmd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   efr: bigint;
   /**
@@ -1043,7 +1043,7 @@ export interface IommuHwInfoAmd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   efr2: bigint;
 }
@@ -1067,7 +1067,7 @@ export interface IommuHwInfoAmd {
  *
  * C: `struct iommu_hw_info` (linux/iommufd.h:760).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwInfo {
   /**
@@ -1075,7 +1075,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -1083,7 +1083,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -1091,7 +1091,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dev_id: number;
   /**
@@ -1099,7 +1099,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_len: number;
   /**
@@ -1107,7 +1107,7 @@ export interface IommuHwInfo {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_uptr: bigint;
   /**
@@ -1115,7 +1115,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   in_data_type: number;
   /**
@@ -1123,7 +1123,7 @@ export interface IommuHwInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_data_type: number;
   /**
@@ -1131,7 +1131,7 @@ export interface IommuHwInfo {
    *
    * C: `__u8`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_max_pasid_log2: number;
   /**
@@ -1139,7 +1139,7 @@ export interface IommuHwInfo {
    *
    * C: `__u8[3]`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: Uint8Array;
   /**
@@ -1147,7 +1147,7 @@ export interface IommuHwInfo {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_capabilities: bigint;
 }
@@ -1159,7 +1159,7 @@ export interface IommuHwInfo {
  *
  * C: `struct iommu_hwpt_set_dirty_tracking` (linux/iommufd.h:794).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptSetDirtyTracking {
   /**
@@ -1167,7 +1167,7 @@ export interface IommuHwptSetDirtyTracking {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -1175,7 +1175,7 @@ export interface IommuHwptSetDirtyTracking {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -1183,7 +1183,7 @@ export interface IommuHwptSetDirtyTracking {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   hwpt_id: number;
   /**
@@ -1191,7 +1191,7 @@ export interface IommuHwptSetDirtyTracking {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
 }
@@ -1209,7 +1209,7 @@ export interface IommuHwptSetDirtyTracking {
  *
  * C: `struct iommu_hwpt_get_dirty_bitmap` (linux/iommufd.h:836).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptGetDirtyBitmap {
   /**
@@ -1217,7 +1217,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -1225,7 +1225,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   hwpt_id: number;
   /**
@@ -1233,7 +1233,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -1241,7 +1241,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -1249,7 +1249,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iova: bigint;
   /**
@@ -1257,7 +1257,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   length: bigint;
   /**
@@ -1265,7 +1265,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   page_size: bigint;
   /**
@@ -1273,7 +1273,7 @@ export interface IommuHwptGetDirtyBitmap {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data: bigint;
 }
@@ -1292,7 +1292,7 @@ export interface IommuHwptGetDirtyBitmap {
  *
  * C: `struct iommu_hwpt_vtd_s1_invalidate` (linux/iommufd.h:889).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptVtdS1Invalidate {
   /**
@@ -1300,7 +1300,7 @@ export interface IommuHwptVtdS1Invalidate {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   addr: bigint;
   /**
@@ -1308,7 +1308,7 @@ export interface IommuHwptVtdS1Invalidate {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   npages: bigint;
   /**
@@ -1316,7 +1316,7 @@ export interface IommuHwptVtdS1Invalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -1324,7 +1324,7 @@ export interface IommuHwptVtdS1Invalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
 }
@@ -1346,7 +1346,7 @@ export interface IommuHwptVtdS1Invalidate {
  *
  * C: `struct iommu_viommu_arm_smmuv3_invalidate` (linux/iommufd.h:914).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuViommuArmSmmuv3Invalidate {
   /**
@@ -1354,7 +1354,7 @@ export interface IommuViommuArmSmmuv3Invalidate {
    *
    * C: `__aligned_le64[2]`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   cmd: bigint[];
 }
@@ -1376,7 +1376,7 @@ export interface IommuViommuArmSmmuv3Invalidate {
  *
  * C: `struct iommu_hwpt_invalidate` (linux/iommufd.h:944).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptInvalidate {
   /**
@@ -1384,7 +1384,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -1392,7 +1392,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   hwpt_id: number;
   /**
@@ -1400,7 +1400,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_uptr: bigint;
   /**
@@ -1408,7 +1408,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   data_type: number;
   /**
@@ -1416,7 +1416,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   entry_len: number;
   /**
@@ -1424,7 +1424,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   entry_num: number;
   /**
@@ -1432,7 +1432,7 @@ export interface IommuHwptInvalidate {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
 }
@@ -1442,7 +1442,7 @@ export interface IommuHwptInvalidate {
  *
  * C: `struct iommu_hwpt_pgfault` (linux/iommufd.h:1000).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptPgfault {
   /**
@@ -1450,7 +1450,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -1458,7 +1458,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dev_id: number;
   /**
@@ -1466,7 +1466,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pasid: number;
   /**
@@ -1474,7 +1474,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   grpid: number;
   /**
@@ -1482,7 +1482,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   perm: number;
   /**
@@ -1490,7 +1490,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
@@ -1498,7 +1498,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   addr: bigint;
   /**
@@ -1506,7 +1506,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   length: number;
   /**
@@ -1514,7 +1514,7 @@ export interface IommuHwptPgfault {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   cookie: number;
 }
@@ -1524,7 +1524,7 @@ export interface IommuHwptPgfault {
  *
  * C: `struct iommu_hwpt_page_response` (linux/iommufd.h:1031).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptPageResponse {
   /**
@@ -1532,7 +1532,7 @@ export interface IommuHwptPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   cookie: number;
   /**
@@ -1540,7 +1540,7 @@ export interface IommuHwptPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   code: number;
 }
@@ -1552,7 +1552,7 @@ export interface IommuHwptPageResponse {
  *
  * C: `struct iommu_fault_alloc` (linux/iommufd.h:1045).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuFaultAlloc {
   /**
@@ -1560,7 +1560,7 @@ export interface IommuFaultAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
@@ -1568,7 +1568,7 @@ export interface IommuFaultAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -1576,7 +1576,7 @@ export interface IommuFaultAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_fault_id: number;
   /**
@@ -1584,7 +1584,7 @@ export interface IommuFaultAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_fault_fd: number;
 }
@@ -1599,7 +1599,7 @@ export interface IommuFaultAlloc {
  *
  * C: `struct iommu_viommu_tegra241_cmdqv` (linux/iommufd.h:1082).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuViommuTegra241Cmdqv {
   /**
@@ -1607,7 +1607,7 @@ export interface IommuViommuTegra241Cmdqv {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   out_vintf_mmap_offset: bigint;
   /**
@@ -1615,7 +1615,7 @@ export interface IommuViommuTegra241Cmdqv {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   out_vintf_mmap_length: bigint;
 }
@@ -1637,7 +1637,7 @@ export interface IommuViommuTegra241Cmdqv {
  *
  * C: `struct iommu_viommu_alloc` (linux/iommufd.h:1111).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuViommuAlloc {
   /**
@@ -1645,7 +1645,7 @@ export interface IommuViommuAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   size: number;
   /**
@@ -1653,7 +1653,7 @@ export interface IommuViommuAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   flags: number;
   /**
@@ -1661,7 +1661,7 @@ export interface IommuViommuAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   type: number;
   /**
@@ -1669,7 +1669,7 @@ export interface IommuViommuAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   dev_id: number;
   /**
@@ -1677,7 +1677,7 @@ export interface IommuViommuAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   hwpt_id: number;
   /**
@@ -1685,7 +1685,7 @@ export interface IommuViommuAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   out_viommu_id: number;
   /**
@@ -1693,7 +1693,7 @@ export interface IommuViommuAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   data_len: number;
   /**
@@ -1701,7 +1701,7 @@ export interface IommuViommuAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   __reserved: number;
   /**
@@ -1709,7 +1709,7 @@ export interface IommuViommuAlloc {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   data_uptr: bigint;
 }
@@ -1727,7 +1727,7 @@ export interface IommuViommuAlloc {
  *
  * C: `struct iommu_vdevice_alloc` (linux/iommufd.h:1141).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuVdeviceAlloc {
   /**
@@ -1735,7 +1735,7 @@ export interface IommuVdeviceAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   size: number;
   /**
@@ -1743,7 +1743,7 @@ export interface IommuVdeviceAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   viommu_id: number;
   /**
@@ -1751,7 +1751,7 @@ export interface IommuVdeviceAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   dev_id: number;
   /**
@@ -1759,7 +1759,7 @@ export interface IommuVdeviceAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   out_vdevice_id: number;
   /**
@@ -1767,7 +1767,7 @@ export interface IommuVdeviceAlloc {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   virt_id: bigint;
 }
@@ -1785,7 +1785,7 @@ export interface IommuVdeviceAlloc {
  *
  * C: `struct iommu_ioas_change_process` (linux/iommufd.h:1163).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuIoasChangeProcess {
   /**
@@ -1793,7 +1793,7 @@ export interface IommuIoasChangeProcess {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   size: number;
   /**
@@ -1801,7 +1801,7 @@ export interface IommuIoasChangeProcess {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   __reserved: number;
 }
@@ -1833,7 +1833,7 @@ export interface IommuIoasChangeProcess {
  *
  * C: `struct iommufd_vevent_header` (linux/iommufd.h:1207).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommufdVeventHeader {
   /**
@@ -1841,7 +1841,7 @@ export interface IommufdVeventHeader {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   flags: number;
   /**
@@ -1849,7 +1849,7 @@ export interface IommufdVeventHeader {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   sequence: number;
 }
@@ -1862,7 +1862,7 @@ export interface IommufdVeventHeader {
  *
  * C: `struct iommu_vevent_arm_smmuv3` (linux/iommufd.h:1241).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuVeventArmSmmuv3 {
   /**
@@ -1870,7 +1870,7 @@ export interface IommuVeventArmSmmuv3 {
    *
    * C: `__aligned_le64[4]`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   evt: bigint[];
 }
@@ -1883,7 +1883,7 @@ export interface IommuVeventArmSmmuv3 {
  *
  * C: `struct iommu_vevent_tegra241_cmdqv` (linux/iommufd.h:1254).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuVeventTegra241Cmdqv {
   /**
@@ -1891,7 +1891,7 @@ export interface IommuVeventTegra241Cmdqv {
    *
    * C: `__aligned_le64[2]`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   lvcmdq_err_map: bigint[];
 }
@@ -1917,7 +1917,7 @@ export interface IommuVeventTegra241Cmdqv {
  *
  * C: `struct iommu_veventq_alloc` (linux/iommufd.h:1286).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuVeventqAlloc {
   /**
@@ -1925,7 +1925,7 @@ export interface IommuVeventqAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   size: number;
   /**
@@ -1933,7 +1933,7 @@ export interface IommuVeventqAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   flags: number;
   /**
@@ -1941,7 +1941,7 @@ export interface IommuVeventqAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   viommu_id: number;
   /**
@@ -1949,7 +1949,7 @@ export interface IommuVeventqAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   type: number;
   /**
@@ -1957,7 +1957,7 @@ export interface IommuVeventqAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   veventq_depth: number;
   /**
@@ -1965,7 +1965,7 @@ export interface IommuVeventqAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   out_veventq_id: number;
   /**
@@ -1973,7 +1973,7 @@ export interface IommuVeventqAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   out_veventq_fd: number;
   /**
@@ -1981,7 +1981,7 @@ export interface IommuVeventqAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   __reserved: number;
 }
@@ -2000,7 +2000,7 @@ export interface IommuVeventqAlloc {
  *
  * C: `struct iommu_hw_queue_alloc` (linux/iommufd.h:1343).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuHwQueueAlloc {
   /**
@@ -2008,7 +2008,7 @@ export interface IommuHwQueueAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   size: number;
   /**
@@ -2016,7 +2016,7 @@ export interface IommuHwQueueAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   flags: number;
   /**
@@ -2024,7 +2024,7 @@ export interface IommuHwQueueAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   viommu_id: number;
   /**
@@ -2032,7 +2032,7 @@ export interface IommuHwQueueAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   type: number;
   /**
@@ -2040,7 +2040,7 @@ export interface IommuHwQueueAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   index: number;
   /**
@@ -2048,7 +2048,7 @@ export interface IommuHwQueueAlloc {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   out_hw_queue_id: number;
   /**
@@ -2056,7 +2056,7 @@ export interface IommuHwQueueAlloc {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   nesting_parent_iova: bigint;
   /**
@@ -2064,7 +2064,7 @@ export interface IommuHwQueueAlloc {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   length: bigint;
 }
@@ -2083,7 +2083,7 @@ export interface IommuHwQueueAlloc {
  *
  * C: `struct vfio_info_cap_header` (linux/vfio.h:86).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioInfoCapHeader {
   /**
@@ -2091,7 +2091,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   id: number;
   /**
@@ -2099,7 +2099,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -2107,7 +2107,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   next: number;
 }
@@ -2122,19 +2122,19 @@ export interface VfioInfoCapHeader {
  *
  * C: `struct vfio_group_status` (linux/vfio.h:147).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioGroupStatus {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
 }
@@ -2148,19 +2148,19 @@ export interface VfioGroupStatus {
  *
  * C: `struct vfio_device_info` (linux/vfio.h:206).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2168,7 +2168,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   num_regions: number;
   /**
@@ -2176,7 +2176,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   num_irqs: number;
   /**
@@ -2184,13 +2184,13 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pad: number;
 }
@@ -2198,25 +2198,25 @@ export interface VfioDeviceInfo {
 /**
  * C: `struct vfio_device_info_cap_pci_atomic_comp` (linux/vfio.h:251).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceInfoCapPciAtomicComp {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   reserved: number;
 }
@@ -2234,19 +2234,19 @@ export interface VfioDeviceInfoCapPciAtomicComp {
  *
  * C: `struct vfio_region_info` (linux/vfio.h:272).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2254,7 +2254,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
@@ -2262,7 +2262,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
   /**
@@ -2270,7 +2270,7 @@ export interface VfioRegionInfo {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
@@ -2278,7 +2278,7 @@ export interface VfioRegionInfo {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
 }
@@ -2286,7 +2286,7 @@ export interface VfioRegionInfo {
 /**
  * C: `struct vfio_region_sparse_mmap_area` (linux/vfio.h:297).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionSparseMmapArea {
   /**
@@ -2294,7 +2294,7 @@ export interface VfioRegionSparseMmapArea {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
   /**
@@ -2302,7 +2302,7 @@ export interface VfioRegionSparseMmapArea {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -2310,31 +2310,31 @@ export interface VfioRegionSparseMmapArea {
 /**
  * C: `struct vfio_region_info_cap_sparse_mmap` (linux/vfio.h:302).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapSparseMmap {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nr_areas: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `struct vfio_region_sparse_mmap_area[]`, counted by `nr_areas`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   areas?: VfioRegionSparseMmapArea[];
 }
@@ -2342,13 +2342,13 @@ export interface VfioRegionInfoCapSparseMmap {
 /**
  * C: `struct vfio_region_info_cap_type` (linux/vfio.h:331).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapType {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
@@ -2356,7 +2356,7 @@ export interface VfioRegionInfoCapType {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
@@ -2364,7 +2364,7 @@ export interface VfioRegionInfoCapType {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   subtype: number;
 }
@@ -2397,7 +2397,7 @@ export interface VfioRegionInfoCapType {
  *
  * C: `struct vfio_region_gfx_edid` (linux/vfio.h:412).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionGfxEdid {
   /**
@@ -2405,7 +2405,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_offset: number;
   /**
@@ -2413,7 +2413,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_max_size: number;
   /**
@@ -2421,7 +2421,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_size: number;
   /**
@@ -2429,7 +2429,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_xres: number;
   /**
@@ -2437,7 +2437,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_yres: number;
   /**
@@ -2445,7 +2445,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   link_state: number;
 }
@@ -2453,7 +2453,7 @@ export interface VfioRegionGfxEdid {
 /**
  * C: `struct vfio_device_migration_info` (linux/vfio.h:431).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceMigrationInfo {
   /**
@@ -2461,31 +2461,31 @@ export interface VfioDeviceMigrationInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   device_state: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pending_bytes: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data_offset: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data_size: bigint;
 }
@@ -2493,19 +2493,19 @@ export interface VfioDeviceMigrationInfo {
 /**
  * C: `struct vfio_region_info_cap_nvlink2_ssatgt` (linux/vfio.h:478).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapNvlink2Ssatgt {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   tgt: bigint;
 }
@@ -2513,25 +2513,25 @@ export interface VfioRegionInfoCapNvlink2Ssatgt {
 /**
  * C: `struct vfio_region_info_cap_nvlink2_lnkspd` (linux/vfio.h:494).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapNvlink2Lnkspd {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   link_speed: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __pad: number;
 }
@@ -2572,19 +2572,19 @@ export interface VfioRegionInfoCapNvlink2Lnkspd {
  *
  * C: `struct vfio_irq_info` (linux/vfio.h:535).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIrqInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2592,7 +2592,7 @@ export interface VfioIrqInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
@@ -2600,7 +2600,7 @@ export interface VfioIrqInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
 }
@@ -2645,43 +2645,43 @@ export interface VfioIrqInfo {
  *
  * C: `struct vfio_irq_set` (linux/vfio.h:585).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIrqSet {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -2738,31 +2738,31 @@ export interface VfioIrqSet {
  *
  * C: `struct vfio_pci_dependent_device` (linux/vfio.h:730).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciDependentDevice {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   group_id: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   devid: number;
   /**
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   segment: number;
   /**
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   bus: number;
   /**
@@ -2770,7 +2770,7 @@ export interface VfioPciDependentDevice {
    *
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   devfn: number;
 }
@@ -2778,31 +2778,31 @@ export interface VfioPciDependentDevice {
 /**
  * C: `struct vfio_pci_hot_reset_info` (linux/vfio.h:742).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciHotResetInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `struct vfio_pci_dependent_device[]`, counted by `count`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   devices?: VfioPciDependentDevice[];
 }
@@ -2832,31 +2832,31 @@ export interface VfioPciHotResetInfo {
  *
  * C: `struct vfio_pci_hot_reset` (linux/vfio.h:777).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciHotReset {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `__s32[]`, counted by `count`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   group_fds?: number[];
 }
@@ -2887,19 +2887,19 @@ export interface VfioPciHotReset {
  *
  * C: `struct vfio_device_gfx_plane_info` (linux/vfio.h:811).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceGfxPlaneInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2907,7 +2907,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_plane_type: number;
   /**
@@ -2915,7 +2915,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_format: number;
   /**
@@ -2923,7 +2923,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_format_mod: bigint;
   /**
@@ -2931,7 +2931,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   width: number;
   /**
@@ -2939,7 +2939,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   height: number;
   /**
@@ -2947,7 +2947,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   stride: number;
   /**
@@ -2955,7 +2955,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: number;
   /**
@@ -2963,7 +2963,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   x_pos: number;
   /**
@@ -2971,7 +2971,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   y_pos: number;
   /**
@@ -2979,7 +2979,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   x_hot: number;
   /**
@@ -2987,7 +2987,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   y_hot: number;
   /**
@@ -2995,7 +2995,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   region_index: number;
   /**
@@ -3003,13 +3003,13 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dmabuf_id: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   reserved: number;
 }
@@ -3027,19 +3027,19 @@ export interface VfioDeviceGfxPlaneInfo {
  *
  * C: `struct vfio_device_ioeventfd` (linux/vfio.h:861).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceIoeventfd {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -3047,7 +3047,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
   /**
@@ -3055,7 +3055,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data: bigint;
   /**
@@ -3063,13 +3063,13 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__s32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   fd: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   reserved: number;
 }
@@ -3091,25 +3091,25 @@ export interface VfioDeviceIoeventfd {
  *
  * C: `struct vfio_device_feature` (linux/vfio.h:893).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceFeature {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -3134,7 +3134,7 @@ export interface VfioDeviceFeature {
  *
  * C: `struct vfio_device_bind_iommufd` (linux/vfio.h:931).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceBindIommufd {
   /**
@@ -3142,7 +3142,7 @@ export interface VfioDeviceBindIommufd {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   argsz: number;
   /**
@@ -3150,7 +3150,7 @@ export interface VfioDeviceBindIommufd {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -3158,7 +3158,7 @@ export interface VfioDeviceBindIommufd {
    *
    * C: `__s32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iommufd: number;
   /**
@@ -3166,7 +3166,7 @@ export interface VfioDeviceBindIommufd {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   out_devid: number;
   /**
@@ -3174,7 +3174,7 @@ export interface VfioDeviceBindIommufd {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   token_uuid_ptr: bigint;
 }
@@ -3201,7 +3201,7 @@ export interface VfioDeviceBindIommufd {
  *
  * C: `struct vfio_device_attach_iommufd_pt` (linux/vfio.h:972).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceAttachIommufdPt {
   /**
@@ -3209,7 +3209,7 @@ export interface VfioDeviceAttachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   argsz: number;
   /**
@@ -3217,7 +3217,7 @@ export interface VfioDeviceAttachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -3225,7 +3225,7 @@ export interface VfioDeviceAttachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pt_id: number;
   /**
@@ -3233,7 +3233,7 @@ export interface VfioDeviceAttachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   pasid: number;
 }
@@ -3249,7 +3249,7 @@ export interface VfioDeviceAttachIommufdPt {
  *
  * C: `struct vfio_device_detach_iommufd_pt` (linux/vfio.h:996).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceDetachIommufdPt {
   /**
@@ -3257,7 +3257,7 @@ export interface VfioDeviceDetachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   argsz: number;
   /**
@@ -3265,7 +3265,7 @@ export interface VfioDeviceDetachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -3273,7 +3273,7 @@ export interface VfioDeviceDetachIommufdPt {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   pasid: number;
 }
@@ -3302,13 +3302,13 @@ export interface VfioDeviceDetachIommufdPt {
  *
  * C: `struct vfio_device_feature_migration` (linux/vfio.h:1036).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureMigration {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   flags: bigint;
 }
@@ -3343,7 +3343,7 @@ export interface VfioDeviceFeatureMigration {
  *
  * C: `struct vfio_device_feature_mig_state` (linux/vfio.h:1072).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureMigState {
   /**
@@ -3351,13 +3351,13 @@ export interface VfioDeviceFeatureMigState {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   device_state: number;
   /**
    * C: `__s32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   data_fd: number;
 }
@@ -3428,31 +3428,31 @@ export interface VfioDeviceFeatureMigState {
  *
  * C: `struct vfio_precopy_info` (linux/vfio.h:1314).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioPrecopyInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   initial_bytes: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dirty_bytes: bigint;
 }
@@ -3480,19 +3480,19 @@ export interface VfioPrecopyInfo {
  *
  * C: `struct vfio_device_low_power_entry_with_wakeup` (linux/vfio.h:1364).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceLowPowerEntryWithWakeup {
   /**
    * C: `__s32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   wakeup_eventfd: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   reserved: number;
 }
@@ -3530,31 +3530,31 @@ export interface VfioDeviceLowPowerEntryWithWakeup {
  *
  * C: `struct vfio_device_feature_dma_logging_control` (linux/vfio.h:1411).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureDmaLoggingControl {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   page_size: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   num_ranges: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   __reserved: number;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   ranges: bigint;
 }
@@ -3562,19 +3562,19 @@ export interface VfioDeviceFeatureDmaLoggingControl {
 /**
  * C: `struct vfio_device_feature_dma_logging_range` (linux/vfio.h:1418).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureDmaLoggingRange {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   iova: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   length: bigint;
 }
@@ -3606,31 +3606,31 @@ export interface VfioDeviceFeatureDmaLoggingRange {
  *
  * C: `struct vfio_device_feature_dma_logging_report` (linux/vfio.h:1457).
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export interface VfioDeviceFeatureDmaLoggingReport {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   iova: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   length: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   page_size: bigint;
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.1.
+   * First in vfio-ts's Linux 6.1 headers.
    */
   bitmap: bigint;
 }
@@ -3643,13 +3643,13 @@ export interface VfioDeviceFeatureDmaLoggingReport {
  *
  * C: `struct vfio_device_feature_mig_data_size` (linux/vfio.h:1473).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceFeatureMigDataSize {
   /**
    * C: `__aligned_u64`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   stop_copy_length: bigint;
 }
@@ -3670,13 +3670,13 @@ export interface VfioDeviceFeatureMigDataSize {
  *
  * C: `struct vfio_device_feature_bus_master` (linux/vfio.h:1493).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface VfioDeviceFeatureBusMaster {
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   op: number;
 }
@@ -3684,19 +3684,19 @@ export interface VfioDeviceFeatureBusMaster {
 /**
  * C: `struct vfio_region_dma_range` (linux/vfio.h:1514).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface VfioRegionDmaRange {
   /**
    * C: `__u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   offset: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   length: bigint;
 }
@@ -3704,37 +3704,37 @@ export interface VfioRegionDmaRange {
 /**
  * C: `struct vfio_device_feature_dma_buf` (linux/vfio.h:1519).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface VfioDeviceFeatureDmaBuf {
   /**
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   region_index: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   open_flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   nr_ranges: number;
   /**
    * C: `struct vfio_region_dma_range[]`, counted by `nr_ranges`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   dma_ranges?: VfioRegionDmaRange[];
 }
@@ -3749,19 +3749,19 @@ export interface VfioDeviceFeatureDmaBuf {
  *
  * C: `struct vfio_iommu_type1_info` (linux/vfio.h:1547).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1Info {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -3769,7 +3769,7 @@ export interface VfioIommuType1Info {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova_pgsizes: bigint;
   /**
@@ -3777,13 +3777,13 @@ export interface VfioIommuType1Info {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   pad: number;
 }
@@ -3791,19 +3791,19 @@ export interface VfioIommuType1Info {
 /**
  * C: `struct vfio_iova_range` (linux/vfio.h:1567).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIovaRange {
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   end: bigint;
 }
@@ -3811,31 +3811,31 @@ export interface VfioIovaRange {
 /**
  * C: `struct vfio_iommu_type1_info_cap_iova_range` (linux/vfio.h:1572).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoCapIovaRange {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nr_iovas: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `struct vfio_iova_range[]`, counted by `nr_iovas`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova_ranges?: VfioIovaRange[];
 }
@@ -3843,25 +3843,25 @@ export interface VfioIommuType1InfoCapIovaRange {
 /**
  * C: `struct vfio_iommu_type1_info_cap_migration` (linux/vfio.h:1595).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoCapMigration {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsize_bitmap: bigint;
   /**
@@ -3869,7 +3869,7 @@ export interface VfioIommuType1InfoCapMigration {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_dirty_bitmap_size: bigint;
 }
@@ -3877,19 +3877,19 @@ export interface VfioIommuType1InfoCapMigration {
 /**
  * C: `struct vfio_iommu_type1_info_dma_avail` (linux/vfio.h:1612).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoDmaAvail {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   avail: number;
 }
@@ -3910,19 +3910,19 @@ export interface VfioIommuType1InfoDmaAvail {
  *
  * C: `struct vfio_iommu_type1_dma_map` (linux/vfio.h:1633).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DmaMap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -3930,7 +3930,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vaddr: bigint;
   /**
@@ -3938,7 +3938,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -3946,7 +3946,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -3954,7 +3954,7 @@ export interface VfioIommuType1DmaMap {
 /**
  * C: `struct vfio_bitmap` (linux/vfio.h:1646).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioBitmap {
   /**
@@ -3962,7 +3962,7 @@ export interface VfioBitmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsize: bigint;
   /**
@@ -3970,7 +3970,7 @@ export interface VfioBitmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
@@ -3978,7 +3978,7 @@ export interface VfioBitmap {
    *
    * C: `__u64 *`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data: bigint;
 }
@@ -4012,19 +4012,19 @@ export interface VfioBitmap {
  *
  * C: `struct vfio_iommu_type1_dma_unmap` (linux/vfio.h:1680).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DmaUnmap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -4032,7 +4032,7 @@ export interface VfioIommuType1DmaUnmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -4040,13 +4040,13 @@ export interface VfioIommuType1DmaUnmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -4086,25 +4086,25 @@ export interface VfioIommuType1DmaUnmap {
  *
  * C: `struct vfio_iommu_type1_dirty_bitmap` (linux/vfio.h:1734).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DirtyBitmap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -4112,7 +4112,7 @@ export interface VfioIommuType1DirtyBitmap {
 /**
  * C: `struct vfio_iommu_type1_dirty_bitmap_get` (linux/vfio.h:1743).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DirtyBitmapGet {
   /**
@@ -4120,7 +4120,7 @@ export interface VfioIommuType1DirtyBitmapGet {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -4128,13 +4128,13 @@ export interface VfioIommuType1DirtyBitmapGet {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
    * C: `struct vfio_bitmap`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   bitmap: VfioBitmap;
 }
@@ -4152,7 +4152,7 @@ export interface VfioIommuType1DirtyBitmapGet {
  *
  * C: `struct vfio_iommu_spapr_tce_ddw_info` (linux/vfio.h:1764).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceDdwInfo {
   /**
@@ -4160,19 +4160,19 @@ export interface VfioIommuSpaprTceDdwInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsizes: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_dynamic_windows_supported: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   levels: number;
 }
@@ -4193,19 +4193,19 @@ export interface VfioIommuSpaprTceDdwInfo {
  *
  * C: `struct vfio_iommu_spapr_tce_info` (linux/vfio.h:1784).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -4213,7 +4213,7 @@ export interface VfioIommuSpaprTceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dma32_window_start: number;
   /**
@@ -4221,13 +4221,13 @@ export interface VfioIommuSpaprTceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dma32_window_size: number;
   /**
    * C: `struct vfio_iommu_spapr_tce_ddw_info`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   ddw: VfioIommuSpaprTceDdwInfo;
 }
@@ -4243,31 +4243,31 @@ export interface VfioIommuSpaprTceInfo {
  *
  * C: `struct vfio_eeh_pe_err` (linux/vfio.h:1804).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioEehPeErr {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   func: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   mask: bigint;
 }
@@ -4275,31 +4275,31 @@ export interface VfioEehPeErr {
 /**
  * C: `struct vfio_eeh_pe_op` (linux/vfio.h:1811).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioEehPeOp {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   op: number;
   /**
    * C: `struct vfio_eeh_pe_err`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   err: VfioEehPeErr;
 }
@@ -4314,19 +4314,19 @@ export interface VfioEehPeOp {
  *
  * C: `struct vfio_iommu_spapr_register_memory` (linux/vfio.h:1846).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprRegisterMemory {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -4334,7 +4334,7 @@ export interface VfioIommuSpaprRegisterMemory {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vaddr: bigint;
   /**
@@ -4342,7 +4342,7 @@ export interface VfioIommuSpaprRegisterMemory {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -4358,19 +4358,19 @@ export interface VfioIommuSpaprRegisterMemory {
  *
  * C: `struct vfio_iommu_spapr_tce_create` (linux/vfio.h:1872).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceCreate {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -4378,31 +4378,31 @@ export interface VfioIommuSpaprTceCreate {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   page_shift: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __resv1: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   window_size: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   levels: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __resv2: number;
   /**
@@ -4410,7 +4410,7 @@ export interface VfioIommuSpaprTceCreate {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start_addr: bigint;
 }
@@ -4423,19 +4423,19 @@ export interface VfioIommuSpaprTceCreate {
  *
  * C: `struct vfio_iommu_spapr_tce_remove` (linux/vfio.h:1892).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceRemove {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -4443,7 +4443,7 @@ export interface VfioIommuSpaprTceRemove {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start_addr: bigint;
 }
@@ -4451,68 +4451,68 @@ export interface VfioIommuSpaprTceRemove {
 /**
  * C: `struct iommu_test_cmd` (selftest/iommufd_test.h:81).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuTestCmd {
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   size: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   op: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   id: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   __reserved: number;
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   add_reserved: {
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     start: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   mock_domain: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_stdev_id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_hwpt_id: number;
     /**
@@ -4520,32 +4520,32 @@ export interface IommuTestCmd {
      *
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_idev_id: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   mock_domain_flags: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_stdev_id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_hwpt_id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_idev_id: number;
     /**
@@ -4553,327 +4553,327 @@ export interface IommuTestCmd {
      *
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     dev_flags: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   mock_domain_replace: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     pt_id: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   check_map: {
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     iova: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     uptr: bigint;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   check_refs: {
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     uptr: bigint;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     refs: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   create_access: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_access_fd: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     flags: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   destroy_access_pages: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     access_pages_id: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   access_pages: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     flags: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_access_pages_id: number;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     iova: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     uptr: bigint;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   access_rw: {
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     iova: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     uptr: bigint;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     flags: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   memory_limit: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     limit: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   access_replace_ioas: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     ioas_id: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   dirty: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     flags: number;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     iova: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     length: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     page_size: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     uptr: bigint;
     /**
      * C: `__aligned_u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     out_nr_dirty: bigint;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   check_iotlb: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     iotlb: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   trigger_iopf: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     dev_id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     pasid: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     grpid: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     perm: number;
     /**
      * C: `__u64`.
      *
-     * Since Linux 6.12.
+     * First in vfio-ts's Linux 6.12 headers.
      */
     addr: bigint;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   check_dev_cache: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     id: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     cache: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   trigger_vevent: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     dev_id: number;
   };
@@ -4882,19 +4882,19 @@ export interface IommuTestCmd {
    *
    * C: `struct <anonymous>`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   pasid_attach: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     pasid: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     pt_id: number;
   };
@@ -4903,19 +4903,19 @@ export interface IommuTestCmd {
    *
    * C: `struct <anonymous>`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   pasid_replace: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     pasid: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     pt_id: number;
   };
@@ -4924,13 +4924,13 @@ export interface IommuTestCmd {
    *
    * C: `struct <anonymous>`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   pasid_detach: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     pasid: number;
   };
@@ -4939,64 +4939,64 @@ export interface IommuTestCmd {
    *
    * C: `struct <anonymous>`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   pasid_check: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     pasid: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     hwpt_id: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   dmabuf_get: {
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     length: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     open_flags: number;
   };
   /**
    * C: `struct <anonymous>`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   dmabuf_revoke: {
     /**
      * C: `__s32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     dmabuf_fd: number;
     /**
      * C: `__u32`.
      *
-     * Since Linux 7.2.
+     * First in vfio-ts's Linux 7.2 headers.
      */
     revoked: number;
   };
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   last: number;
 }
@@ -5004,19 +5004,19 @@ export interface IommuTestCmd {
 /**
  * C: `struct iommu_test_hw_info` (selftest/iommufd_test.h:208).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuTestHwInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   test_reg: number;
 }
@@ -5024,7 +5024,7 @@ export interface IommuTestHwInfo {
 /**
  * C: `struct iommu_hwpt_selftest` (selftest/iommufd_test.h:223).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptSelftest {
   /**
@@ -5032,13 +5032,13 @@ export interface IommuHwptSelftest {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iotlb: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   pagetable_type: number;
 }
@@ -5050,7 +5050,7 @@ export interface IommuHwptSelftest {
  *
  * C: `struct iommu_hwpt_invalidate_selftest` (selftest/iommufd_test.h:240).
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export interface IommuHwptInvalidateSelftest {
   /**
@@ -5058,7 +5058,7 @@ export interface IommuHwptInvalidateSelftest {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   flags: number;
   /**
@@ -5066,7 +5066,7 @@ export interface IommuHwptInvalidateSelftest {
    *
    * C: `__u32`.
    *
-   * Since Linux 6.12.
+   * First in vfio-ts's Linux 6.12 headers.
    */
   iotlb_id: number;
 }
@@ -5078,7 +5078,7 @@ export interface IommuHwptInvalidateSelftest {
  *
  * C: `struct iommu_viommu_selftest` (selftest/iommufd_test.h:258).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuViommuSelftest {
   /**
@@ -5086,7 +5086,7 @@ export interface IommuViommuSelftest {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   in_data: number;
   /**
@@ -5094,7 +5094,7 @@ export interface IommuViommuSelftest {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   out_data: number;
   /**
@@ -5102,7 +5102,7 @@ export interface IommuViommuSelftest {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   out_mmap_offset: bigint;
   /**
@@ -5110,7 +5110,7 @@ export interface IommuViommuSelftest {
    *
    * C: `__aligned_u64`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   out_mmap_length: bigint;
 }
@@ -5122,7 +5122,7 @@ export interface IommuViommuSelftest {
  *
  * C: `struct iommu_viommu_invalidate_selftest` (selftest/iommufd_test.h:277).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuViommuInvalidateSelftest {
   /**
@@ -5130,13 +5130,13 @@ export interface IommuViommuInvalidateSelftest {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   vdev_id: number;
   /**
@@ -5144,7 +5144,7 @@ export interface IommuViommuInvalidateSelftest {
    *
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   cache_id: number;
 }
@@ -5152,13 +5152,13 @@ export interface IommuViommuInvalidateSelftest {
 /**
  * C: `struct iommu_viommu_event_selftest` (selftest/iommufd_test.h:286).
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export interface IommuViommuEventSelftest {
   /**
    * C: `__u32`.
    *
-   * Since Linux 7.2.
+   * First in vfio-ts's Linux 7.2 headers.
    */
   virt_id: number;
 }

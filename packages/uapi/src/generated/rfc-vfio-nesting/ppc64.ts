@@ -47,7 +47,7 @@ export * from './codecs/ppc64.js';
  *
  * Argument: none; direction: none; request 0x20003b64 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GET_API_VERSION: NoArgIoctl = {
   kind: 'none',
@@ -65,7 +65,7 @@ export const VFIO_GET_API_VERSION: NoArgIoctl = {
  *
  * Argument: `__u32` passed by value; direction: write; request 0x20003b65 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_CHECK_EXTENSION: ValueIoctl = {
   kind: 'value',
@@ -88,7 +88,7 @@ export const VFIO_CHECK_EXTENSION: ValueIoctl = {
  *
  * Argument: `__s32` passed by value; direction: write; request 0x20003b66 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_SET_IOMMU: ValueIoctl = {
   kind: 'value',
@@ -108,7 +108,7 @@ export const VFIO_SET_IOMMU: ValueIoctl = {
  *
  * Argument: `struct vfio_group_status`; direction: read; request 0x20003b67 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_GET_STATUS: StructIoctl<T.VfioGroupStatus> = {
   kind: 'struct',
@@ -132,7 +132,7 @@ export const VFIO_GROUP_GET_STATUS: StructIoctl<T.VfioGroupStatus> = {
  *
  * Argument: `__s32`; direction: write; request 0x20003b68 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_SET_CONTAINER: PointerIoctl = {
   kind: 'pointer',
@@ -160,7 +160,7 @@ export const VFIO_GROUP_SET_CONTAINER: PointerIoctl = {
  *
  * Argument: none; direction: none; request 0x20003b69 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_UNSET_CONTAINER: NoArgIoctl = {
   kind: 'none',
@@ -181,7 +181,7 @@ export const VFIO_GROUP_UNSET_CONTAINER: NoArgIoctl = {
  *
  * Argument: `char`; direction: write; request 0x20003b6a on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_GROUP_GET_DEVICE_FD: PointerIoctl = {
   kind: 'pointer',
@@ -203,7 +203,7 @@ export const VFIO_GROUP_GET_DEVICE_FD: PointerIoctl = {
  *
  * Argument: `struct vfio_device_info`; direction: read; request 0x20003b6b on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_INFO: StructIoctl<T.VfioDeviceInfo> = {
   kind: 'struct',
@@ -226,7 +226,7 @@ export const VFIO_DEVICE_GET_INFO: StructIoctl<T.VfioDeviceInfo> = {
  *
  * Argument: `struct vfio_region_info`; direction: readwrite; request 0x20003b6c on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_REGION_INFO: StructIoctl<T.VfioRegionInfo> = {
   kind: 'struct',
@@ -269,7 +269,7 @@ export const VFIO_DEVICE_GET_REGION_INFO: StructIoctl<T.VfioRegionInfo> = {
  *
  * Argument: `struct vfio_irq_info`; direction: readwrite; request 0x20003b6d on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_IRQ_INFO: StructIoctl<T.VfioIrqInfo> = {
   kind: 'struct',
@@ -319,7 +319,7 @@ export const VFIO_DEVICE_GET_IRQ_INFO: StructIoctl<T.VfioIrqInfo> = {
  *
  * Argument: `struct vfio_irq_set`; direction: write; request 0x20003b6e on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_SET_IRQS: StructIoctl<T.VfioIrqSet> = {
   kind: 'struct',
@@ -336,7 +336,7 @@ export const VFIO_DEVICE_SET_IRQS: StructIoctl<T.VfioIrqSet> = {
  *
  * Argument: none; direction: none; request 0x20003b6f on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_RESET: NoArgIoctl = {
   kind: 'none',
@@ -353,7 +353,7 @@ export const VFIO_DEVICE_RESET: NoArgIoctl = {
  *
  * Argument: `struct vfio_pci_hot_reset_info`; direction: none; request 0x20003b70 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: StructIoctl<T.VfioPciHotResetInfo> = {
   kind: 'struct',
@@ -370,7 +370,7 @@ export const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: StructIoctl<T.VfioPciHotResetIn
  *
  * Argument: `struct vfio_pci_hot_reset`; direction: write; request 0x20003b71 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_PCI_HOT_RESET: StructIoctl<T.VfioPciHotReset> = {
   kind: 'struct',
@@ -406,7 +406,7 @@ export const VFIO_DEVICE_PCI_HOT_RESET: StructIoctl<T.VfioPciHotReset> = {
  *
  * Argument: `struct vfio_device_gfx_plane_info`; direction: write; request 0x20003b72 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_QUERY_GFX_PLANE: StructIoctl<T.VfioDeviceGfxPlaneInfo> = {
   kind: 'struct',
@@ -425,7 +425,7 @@ export const VFIO_DEVICE_QUERY_GFX_PLANE: StructIoctl<T.VfioDeviceGfxPlaneInfo> 
  *
  * Argument: `__u32`; direction: write; request 0x20003b73 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_GET_GFX_DMABUF: PointerIoctl = {
   kind: 'pointer',
@@ -451,7 +451,7 @@ export const VFIO_DEVICE_GET_GFX_DMABUF: PointerIoctl = {
  *
  * Argument: `struct vfio_device_ioeventfd`; direction: write; request 0x20003b74 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_IOEVENTFD: StructIoctl<T.VfioDeviceIoeventfd> = {
   kind: 'struct',
@@ -478,7 +478,7 @@ export const VFIO_DEVICE_IOEVENTFD: StructIoctl<T.VfioDeviceIoeventfd> = {
  *
  * Argument: `struct vfio_device_feature`; direction: none; request 0x20003b75 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_DEVICE_FEATURE: StructIoctl<T.VfioDeviceFeature> = {
   kind: 'struct',
@@ -498,7 +498,7 @@ export const VFIO_DEVICE_FEATURE: StructIoctl<T.VfioDeviceFeature> = {
  *
  * Argument: `struct vfio_iommu_type1_info`; direction: read; request 0x20003b70 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_GET_INFO: StructIoctl<T.VfioIommuType1Info> = {
   kind: 'struct',
@@ -516,7 +516,7 @@ export const VFIO_IOMMU_GET_INFO: StructIoctl<T.VfioIommuType1Info> = {
  *
  * Argument: `struct vfio_iommu_type1_dma_map`; direction: write; request 0x20003b71 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_MAP_DMA: StructIoctl<T.VfioIommuType1DmaMap> = {
   kind: 'struct',
@@ -546,7 +546,7 @@ export const VFIO_IOMMU_MAP_DMA: StructIoctl<T.VfioIommuType1DmaMap> = {
  *
  * Argument: `struct vfio_iommu_type1_dma_unmap`; direction: readwrite; request 0x20003b72 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_UNMAP_DMA: StructIoctl<T.VfioIommuType1DmaUnmap> = {
   kind: 'struct',
@@ -562,7 +562,7 @@ export const VFIO_IOMMU_UNMAP_DMA: StructIoctl<T.VfioIommuType1DmaUnmap> = {
  *
  * Argument: none; direction: none; request 0x20003b73 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_ENABLE: NoArgIoctl = {
   kind: 'none',
@@ -574,7 +574,7 @@ export const VFIO_IOMMU_ENABLE: NoArgIoctl = {
 /**
  * Argument: none; direction: none; request 0x20003b74 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_DISABLE: NoArgIoctl = {
   kind: 'none',
@@ -618,7 +618,7 @@ export const VFIO_IOMMU_DISABLE: NoArgIoctl = {
  *
  * Argument: `struct vfio_iommu_type1_dirty_bitmap`; direction: readwrite; request 0x20003b75 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_DIRTY_PAGES: StructIoctl<T.VfioIommuType1DirtyBitmap> = {
   kind: 'struct',
@@ -631,7 +631,7 @@ export const VFIO_IOMMU_DIRTY_PAGES: StructIoctl<T.VfioIommuType1DirtyBitmap> = 
 /**
  * Argument: `struct vfio_iommu_spapr_tce_info`; direction: write; request 0x20003b70 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_GET_INFO: StructIoctl<T.VfioIommuSpaprTceInfo> = {
   kind: 'struct',
@@ -644,7 +644,7 @@ export const VFIO_IOMMU_SPAPR_TCE_GET_INFO: StructIoctl<T.VfioIommuSpaprTceInfo>
 /**
  * Argument: `struct vfio_eeh_pe_op`; direction: write; request 0x20003b79 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_EEH_PE_OP: StructIoctl<T.VfioEehPeOp> = {
   kind: 'struct',
@@ -664,7 +664,7 @@ export const VFIO_EEH_PE_OP: StructIoctl<T.VfioEehPeOp> = {
  *
  * Argument: `struct vfio_iommu_spapr_register_memory`; direction: write; request 0x20003b75 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_REGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegisterMemory> = {
   kind: 'struct',
@@ -683,7 +683,7 @@ export const VFIO_IOMMU_SPAPR_REGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegis
  *
  * Argument: `struct vfio_iommu_spapr_register_memory`; direction: write; request 0x20003b76 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprRegisterMemory> = {
   kind: 'struct',
@@ -704,7 +704,7 @@ export const VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY: StructIoctl<T.VfioIommuSpaprReg
  *
  * Argument: `struct vfio_iommu_spapr_tce_create`; direction: readwrite; request 0x20003b77 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_CREATE: StructIoctl<T.VfioIommuSpaprTceCreate> = {
   kind: 'struct',
@@ -722,7 +722,7 @@ export const VFIO_IOMMU_SPAPR_TCE_CREATE: StructIoctl<T.VfioIommuSpaprTceCreate>
  *
  * Argument: `struct vfio_iommu_spapr_tce_remove`; direction: write; request 0x20003b78 on ppc64.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VFIO_IOMMU_SPAPR_TCE_REMOVE: StructIoctl<T.VfioIommuSpaprTceRemove> = {
   kind: 'struct',

@@ -15,7 +15,7 @@
  *
  * C: `struct vfio_info_cap_header` (../linux-5.10.223/linux/vfio.h:75).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioInfoCapHeader {
   /**
@@ -23,7 +23,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   id: number;
   /**
@@ -31,7 +31,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -39,7 +39,7 @@ export interface VfioInfoCapHeader {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   next: number;
 }
@@ -54,19 +54,19 @@ export interface VfioInfoCapHeader {
  *
  * C: `struct vfio_group_status` (../linux-5.10.223/linux/vfio.h:136).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioGroupStatus {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
 }
@@ -80,19 +80,19 @@ export interface VfioGroupStatus {
  *
  * C: `struct vfio_device_info` (../linux-5.10.223/linux/vfio.h:195).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -100,7 +100,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   num_regions: number;
   /**
@@ -108,7 +108,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   num_irqs: number;
   /**
@@ -116,7 +116,7 @@ export interface VfioDeviceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
 }
@@ -134,19 +134,19 @@ export interface VfioDeviceInfo {
  *
  * C: `struct vfio_region_info` (../linux-5.10.223/linux/vfio.h:245).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -154,7 +154,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
@@ -162,7 +162,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
   /**
@@ -170,7 +170,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
@@ -178,7 +178,7 @@ export interface VfioRegionInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
 }
@@ -186,7 +186,7 @@ export interface VfioRegionInfo {
 /**
  * C: `struct vfio_region_sparse_mmap_area` (../linux-5.10.223/linux/vfio.h:270).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionSparseMmapArea {
   /**
@@ -194,7 +194,7 @@ export interface VfioRegionSparseMmapArea {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
   /**
@@ -202,7 +202,7 @@ export interface VfioRegionSparseMmapArea {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -210,31 +210,31 @@ export interface VfioRegionSparseMmapArea {
 /**
  * C: `struct vfio_region_info_cap_sparse_mmap` (../linux-5.10.223/linux/vfio.h:275).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapSparseMmap {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nr_areas: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `struct vfio_region_sparse_mmap_area[]`, counted by `nr_areas`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   areas?: VfioRegionSparseMmapArea[];
 }
@@ -242,13 +242,13 @@ export interface VfioRegionInfoCapSparseMmap {
 /**
  * C: `struct vfio_region_info_cap_type` (../linux-5.10.223/linux/vfio.h:304).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapType {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
@@ -256,7 +256,7 @@ export interface VfioRegionInfoCapType {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
@@ -264,7 +264,7 @@ export interface VfioRegionInfoCapType {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   subtype: number;
 }
@@ -297,7 +297,7 @@ export interface VfioRegionInfoCapType {
  *
  * C: `struct vfio_region_gfx_edid` (../linux-5.10.223/linux/vfio.h:381).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionGfxEdid {
   /**
@@ -305,7 +305,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_offset: number;
   /**
@@ -313,7 +313,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_max_size: number;
   /**
@@ -321,7 +321,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   edid_size: number;
   /**
@@ -329,7 +329,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_xres: number;
   /**
@@ -337,7 +337,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_yres: number;
   /**
@@ -345,7 +345,7 @@ export interface VfioRegionGfxEdid {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   link_state: number;
 }
@@ -547,7 +547,7 @@ export interface VfioRegionGfxEdid {
  *
  * C: `struct vfio_device_migration_info` (../linux-5.10.223/linux/vfio.h:596).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceMigrationInfo {
   /**
@@ -555,31 +555,31 @@ export interface VfioDeviceMigrationInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   device_state: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pending_bytes: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data_offset: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data_size: bigint;
 }
@@ -587,19 +587,19 @@ export interface VfioDeviceMigrationInfo {
 /**
  * C: `struct vfio_region_info_cap_nvlink2_ssatgt` (../linux-5.10.223/linux/vfio.h:641).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapNvlink2Ssatgt {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   tgt: bigint;
 }
@@ -607,25 +607,25 @@ export interface VfioRegionInfoCapNvlink2Ssatgt {
 /**
  * C: `struct vfio_region_info_cap_nvlink2_lnkspd` (../linux-5.10.223/linux/vfio.h:655).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioRegionInfoCapNvlink2Lnkspd {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   link_speed: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __pad: number;
 }
@@ -663,19 +663,19 @@ export interface VfioRegionInfoCapNvlink2Lnkspd {
  *
  * C: `struct vfio_irq_info` (../linux-5.10.223/linux/vfio.h:693).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIrqInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -683,7 +683,7 @@ export interface VfioIrqInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
@@ -691,7 +691,7 @@ export interface VfioIrqInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
 }
@@ -736,43 +736,43 @@ export interface VfioIrqInfo {
  *
  * C: `struct vfio_irq_set` (../linux-5.10.223/linux/vfio.h:743).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIrqSet {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   index: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -785,25 +785,25 @@ export interface VfioIrqSet {
  *
  * C: `struct vfio_pci_dependent_device` (../linux-5.10.223/linux/vfio.h:833).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciDependentDevice {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   group_id: number;
   /**
    * C: `__u16`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   segment: number;
   /**
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   bus: number;
   /**
@@ -811,7 +811,7 @@ export interface VfioPciDependentDevice {
    *
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   devfn: number;
 }
@@ -819,31 +819,31 @@ export interface VfioPciDependentDevice {
 /**
  * C: `struct vfio_pci_hot_reset_info` (../linux-5.10.223/linux/vfio.h:840).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciHotResetInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `struct vfio_pci_dependent_device[]`, counted by `count`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   devices?: VfioPciDependentDevice[];
 }
@@ -855,31 +855,31 @@ export interface VfioPciHotResetInfo {
  *
  * C: `struct vfio_pci_hot_reset` (../linux-5.10.223/linux/vfio.h:855).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioPciHotReset {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   count: number;
   /**
    * C: `__s32[]`, counted by `count`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   group_fds?: number[];
 }
@@ -910,19 +910,19 @@ export interface VfioPciHotReset {
  *
  * C: `struct vfio_device_gfx_plane_info` (../linux-5.10.223/linux/vfio.h:889).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceGfxPlaneInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -930,7 +930,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_plane_type: number;
   /**
@@ -938,7 +938,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_format: number;
   /**
@@ -946,7 +946,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   drm_format_mod: bigint;
   /**
@@ -954,7 +954,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   width: number;
   /**
@@ -962,7 +962,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   height: number;
   /**
@@ -970,7 +970,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   stride: number;
   /**
@@ -978,7 +978,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: number;
   /**
@@ -986,7 +986,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   x_pos: number;
   /**
@@ -994,7 +994,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   y_pos: number;
   /**
@@ -1002,7 +1002,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   x_hot: number;
   /**
@@ -1010,7 +1010,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   y_hot: number;
   /**
@@ -1018,7 +1018,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   region_index: number;
   /**
@@ -1026,7 +1026,7 @@ export interface VfioDeviceGfxPlaneInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dmabuf_id: number;
 }
@@ -1044,19 +1044,19 @@ export interface VfioDeviceGfxPlaneInfo {
  *
  * C: `struct vfio_device_ioeventfd` (../linux-5.10.223/linux/vfio.h:938).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceIoeventfd {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1064,7 +1064,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   offset: bigint;
   /**
@@ -1072,7 +1072,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data: bigint;
   /**
@@ -1080,7 +1080,7 @@ export interface VfioDeviceIoeventfd {
    *
    * C: `__s32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   fd: number;
 }
@@ -1102,25 +1102,25 @@ export interface VfioDeviceIoeventfd {
  *
  * C: `struct vfio_device_feature` (../linux-5.10.223/linux/vfio.h:969).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioDeviceFeature {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -1135,19 +1135,19 @@ export interface VfioDeviceFeature {
  *
  * C: `struct vfio_iommu_type1_info` (../linux-5.10.223/linux/vfio.h:1000).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1Info {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1155,7 +1155,7 @@ export interface VfioIommuType1Info {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova_pgsizes: bigint;
   /**
@@ -1163,7 +1163,7 @@ export interface VfioIommuType1Info {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cap_offset: number;
 }
@@ -1171,19 +1171,19 @@ export interface VfioIommuType1Info {
 /**
  * C: `struct vfio_iova_range` (../linux-5.10.223/linux/vfio.h:1019).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIovaRange {
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   end: bigint;
 }
@@ -1191,31 +1191,31 @@ export interface VfioIovaRange {
 /**
  * C: `struct vfio_iommu_type1_info_cap_iova_range` (../linux-5.10.223/linux/vfio.h:1024).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoCapIovaRange {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nr_iovas: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reserved: number;
   /**
    * C: `struct vfio_iova_range[]`, counted by `nr_iovas`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova_ranges?: VfioIovaRange[];
 }
@@ -1223,25 +1223,25 @@ export interface VfioIommuType1InfoCapIovaRange {
 /**
  * C: `struct vfio_iommu_type1_info_cap_migration` (../linux-5.10.223/linux/vfio.h:1047).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoCapMigration {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsize_bitmap: bigint;
   /**
@@ -1249,7 +1249,7 @@ export interface VfioIommuType1InfoCapMigration {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_dirty_bitmap_size: bigint;
 }
@@ -1257,19 +1257,19 @@ export interface VfioIommuType1InfoCapMigration {
 /**
  * C: `struct vfio_iommu_type1_info_dma_avail` (../linux-5.10.223/linux/vfio.h:1064).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1InfoDmaAvail {
   /**
    * C: `struct vfio_info_cap_header`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   header: VfioInfoCapHeader;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   avail: number;
 }
@@ -1282,19 +1282,19 @@ export interface VfioIommuType1InfoDmaAvail {
  *
  * C: `struct vfio_iommu_type1_dma_map` (../linux-5.10.223/linux/vfio.h:1077).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DmaMap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1302,7 +1302,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vaddr: bigint;
   /**
@@ -1310,7 +1310,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -1318,7 +1318,7 @@ export interface VfioIommuType1DmaMap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -1326,7 +1326,7 @@ export interface VfioIommuType1DmaMap {
 /**
  * C: `struct vfio_bitmap` (../linux-5.10.223/linux/vfio.h:1089).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioBitmap {
   /**
@@ -1334,7 +1334,7 @@ export interface VfioBitmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsize: bigint;
   /**
@@ -1342,7 +1342,7 @@ export interface VfioBitmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
@@ -1350,7 +1350,7 @@ export interface VfioBitmap {
    *
    * C: `__u64 *`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data: bigint;
 }
@@ -1375,19 +1375,19 @@ export interface VfioBitmap {
  *
  * C: `struct vfio_iommu_type1_dma_unmap` (../linux-5.10.223/linux/vfio.h:1114).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DmaUnmap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1395,7 +1395,7 @@ export interface VfioIommuType1DmaUnmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -1403,13 +1403,13 @@ export interface VfioIommuType1DmaUnmap {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -1449,25 +1449,25 @@ export interface VfioIommuType1DmaUnmap {
  *
  * C: `struct vfio_iommu_type1_dirty_bitmap` (../linux-5.10.223/linux/vfio.h:1166).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DirtyBitmap {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u8[]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   data?: Uint8Array;
 }
@@ -1475,7 +1475,7 @@ export interface VfioIommuType1DirtyBitmap {
 /**
  * C: `struct vfio_iommu_type1_dirty_bitmap_get` (../linux-5.10.223/linux/vfio.h:1175).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuType1DirtyBitmapGet {
   /**
@@ -1483,7 +1483,7 @@ export interface VfioIommuType1DirtyBitmapGet {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   iova: bigint;
   /**
@@ -1491,13 +1491,13 @@ export interface VfioIommuType1DirtyBitmapGet {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
   /**
    * C: `struct vfio_bitmap`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   bitmap: VfioBitmap;
 }
@@ -1515,7 +1515,7 @@ export interface VfioIommuType1DirtyBitmapGet {
  *
  * C: `struct vfio_iommu_spapr_tce_ddw_info` (../linux-5.10.223/linux/vfio.h:1196).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceDdwInfo {
   /**
@@ -1523,19 +1523,19 @@ export interface VfioIommuSpaprTceDdwInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pgsizes: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   max_dynamic_windows_supported: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   levels: number;
 }
@@ -1556,19 +1556,19 @@ export interface VfioIommuSpaprTceDdwInfo {
  *
  * C: `struct vfio_iommu_spapr_tce_info` (../linux-5.10.223/linux/vfio.h:1216).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceInfo {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1576,7 +1576,7 @@ export interface VfioIommuSpaprTceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dma32_window_start: number;
   /**
@@ -1584,13 +1584,13 @@ export interface VfioIommuSpaprTceInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   dma32_window_size: number;
   /**
    * C: `struct vfio_iommu_spapr_tce_ddw_info`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   ddw: VfioIommuSpaprTceDdwInfo;
 }
@@ -1606,31 +1606,31 @@ export interface VfioIommuSpaprTceInfo {
  *
  * C: `struct vfio_eeh_pe_err` (../linux-5.10.223/linux/vfio.h:1236).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioEehPeErr {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   func: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   mask: bigint;
 }
@@ -1638,31 +1638,31 @@ export interface VfioEehPeErr {
 /**
  * C: `struct vfio_eeh_pe_op` (../linux-5.10.223/linux/vfio.h:1243).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioEehPeOp {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   op: number;
   /**
    * C: `struct vfio_eeh_pe_err`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   err: VfioEehPeErr;
 }
@@ -1677,19 +1677,19 @@ export interface VfioEehPeOp {
  *
  * C: `struct vfio_iommu_spapr_register_memory` (../linux-5.10.223/linux/vfio.h:1278).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprRegisterMemory {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1697,7 +1697,7 @@ export interface VfioIommuSpaprRegisterMemory {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vaddr: bigint;
   /**
@@ -1705,7 +1705,7 @@ export interface VfioIommuSpaprRegisterMemory {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   size: bigint;
 }
@@ -1721,19 +1721,19 @@ export interface VfioIommuSpaprRegisterMemory {
  *
  * C: `struct vfio_iommu_spapr_tce_create` (../linux-5.10.223/linux/vfio.h:1304).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceCreate {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1741,31 +1741,31 @@ export interface VfioIommuSpaprTceCreate {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   page_shift: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __resv1: number;
   /**
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   window_size: bigint;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   levels: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   __resv2: number;
   /**
@@ -1773,7 +1773,7 @@ export interface VfioIommuSpaprTceCreate {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start_addr: bigint;
 }
@@ -1786,19 +1786,19 @@ export interface VfioIommuSpaprTceCreate {
  *
  * C: `struct vfio_iommu_spapr_tce_remove` (../linux-5.10.223/linux/vfio.h:1324).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface VfioIommuSpaprTceRemove {
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1806,7 +1806,7 @@ export interface VfioIommuSpaprTceRemove {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   start_addr: bigint;
 }
@@ -1816,7 +1816,7 @@ export interface VfioIommuSpaprTceRemove {
  *
  * C: `struct iommu_fault_unrecoverable` (../linux-5.10.223/linux/iommu.h:69).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuFaultUnrecoverable {
   /**
@@ -1824,7 +1824,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   reason: number;
   /**
@@ -1832,7 +1832,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1840,7 +1840,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: number;
   /**
@@ -1848,7 +1848,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   perm: number;
   /**
@@ -1856,7 +1856,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
@@ -1864,7 +1864,7 @@ export interface IommuFaultUnrecoverable {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   fetch_addr: bigint;
 }
@@ -1874,7 +1874,7 @@ export interface IommuFaultUnrecoverable {
  *
  * C: `struct iommu_fault_page_request` (../linux-5.10.223/linux/iommu.h:94).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuFaultPageRequest {
   /**
@@ -1882,7 +1882,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -1890,7 +1890,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: number;
   /**
@@ -1898,7 +1898,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   grpid: number;
   /**
@@ -1906,7 +1906,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   perm: number;
   /**
@@ -1914,7 +1914,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
@@ -1922,7 +1922,7 @@ export interface IommuFaultPageRequest {
    *
    * C: `__u64[2]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   private_data: bigint[];
 }
@@ -1932,7 +1932,7 @@ export interface IommuFaultPageRequest {
  *
  * C: `struct iommu_fault` (../linux-5.10.223/linux/iommu.h:115).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuFault {
   /**
@@ -1940,7 +1940,7 @@ export interface IommuFault {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   type: number;
   /**
@@ -1948,7 +1948,7 @@ export interface IommuFault {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   padding: number;
   /**
@@ -1956,7 +1956,7 @@ export interface IommuFault {
    *
    * C: `struct iommu_fault_unrecoverable`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   event: IommuFaultUnrecoverable;
   /**
@@ -1964,7 +1964,7 @@ export interface IommuFault {
    *
    * C: `struct iommu_fault_page_request`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   prm: IommuFaultPageRequest;
   /**
@@ -1972,7 +1972,7 @@ export interface IommuFault {
    *
    * C: `__u8[56]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   padding2: Uint8Array;
 }
@@ -1982,7 +1982,7 @@ export interface IommuFault {
  *
  * C: `struct iommu_page_response` (../linux-5.10.223/linux/iommu.h:150).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuPageResponse {
   /**
@@ -1990,7 +1990,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
@@ -1998,7 +1998,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -2006,7 +2006,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2014,7 +2014,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: number;
   /**
@@ -2022,7 +2022,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   grpid: number;
   /**
@@ -2030,7 +2030,7 @@ export interface IommuPageResponse {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   code: number;
 }
@@ -2040,7 +2040,7 @@ export interface IommuPageResponse {
  *
  * C: `struct iommu_inv_addr_info` (../linux-5.10.223/linux/iommu.h:189).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuInvAddrInfo {
   /**
@@ -2048,7 +2048,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2056,7 +2056,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   archid: number;
   /**
@@ -2064,7 +2064,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: bigint;
   /**
@@ -2072,7 +2072,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr: bigint;
   /**
@@ -2080,7 +2080,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   granule_size: bigint;
   /**
@@ -2088,7 +2088,7 @@ export interface IommuInvAddrInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   nb_granules: bigint;
 }
@@ -2098,7 +2098,7 @@ export interface IommuInvAddrInfo {
  *
  * C: `struct iommu_inv_pasid_info` (../linux-5.10.223/linux/iommu.h:216).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuInvPasidInfo {
   /**
@@ -2106,7 +2106,7 @@ export interface IommuInvPasidInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: number;
   /**
@@ -2114,7 +2114,7 @@ export interface IommuInvPasidInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   archid: number;
   /**
@@ -2122,7 +2122,7 @@ export interface IommuInvPasidInfo {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pasid: bigint;
 }
@@ -2151,7 +2151,7 @@ export interface IommuInvPasidInfo {
  *
  * C: `struct iommu_cache_invalidate_info` (../linux-5.10.223/linux/iommu.h:255).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuCacheInvalidateInfo {
   /**
@@ -2159,7 +2159,7 @@ export interface IommuCacheInvalidateInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
@@ -2167,7 +2167,7 @@ export interface IommuCacheInvalidateInfo {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -2175,7 +2175,7 @@ export interface IommuCacheInvalidateInfo {
    *
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   cache: number;
   /**
@@ -2183,7 +2183,7 @@ export interface IommuCacheInvalidateInfo {
    *
    * C: `__u8`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   granularity: number;
   /**
@@ -2191,13 +2191,13 @@ export interface IommuCacheInvalidateInfo {
    *
    * C: `__u8[6]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   padding: Uint8Array;
   /**
    * C: `union <anonymous>`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   granu: {
     /**
@@ -2205,7 +2205,7 @@ export interface IommuCacheInvalidateInfo {
      *
      * C: `struct iommu_inv_pasid_info`.
      *
-     * Since Linux 5.10.
+     * First in vfio-ts's Linux 5.10 headers.
      */
     pasid_info: IommuInvPasidInfo;
     /**
@@ -2213,7 +2213,7 @@ export interface IommuCacheInvalidateInfo {
      *
      * C: `struct iommu_inv_addr_info`.
      *
-     * Since Linux 5.10.
+     * First in vfio-ts's Linux 5.10 headers.
      */
     addr_info: IommuInvAddrInfo;
   };
@@ -2227,7 +2227,7 @@ export interface IommuCacheInvalidateInfo {
  *
  * C: `struct iommu_gpasid_bind_data_vtd` (../linux-5.10.223/linux/iommu.h:284).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuGpasidBindDataVtd {
   /**
@@ -2235,7 +2235,7 @@ export interface IommuGpasidBindDataVtd {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: bigint;
   /**
@@ -2243,7 +2243,7 @@ export interface IommuGpasidBindDataVtd {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   pat: number;
   /**
@@ -2251,7 +2251,7 @@ export interface IommuGpasidBindDataVtd {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   emt: number;
 }
@@ -2267,7 +2267,7 @@ export interface IommuGpasidBindDataVtd {
  *
  * C: `struct iommu_gpasid_bind_data` (../linux-5.10.223/linux/iommu.h:321).
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export interface IommuGpasidBindData {
   /**
@@ -2275,7 +2275,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   argsz: number;
   /**
@@ -2283,7 +2283,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   version: number;
   /**
@@ -2291,7 +2291,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   format: number;
   /**
@@ -2299,7 +2299,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u32`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   addr_width: number;
   /**
@@ -2307,7 +2307,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   flags: bigint;
   /**
@@ -2315,7 +2315,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   gpgd: bigint;
   /**
@@ -2323,7 +2323,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   hpasid: bigint;
   /**
@@ -2331,7 +2331,7 @@ export interface IommuGpasidBindData {
    *
    * C: `__u64`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   gpasid: bigint;
   /**
@@ -2339,13 +2339,13 @@ export interface IommuGpasidBindData {
    *
    * C: `__u8[8]`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   padding: Uint8Array;
   /**
    * C: `union <anonymous>`.
    *
-   * Since Linux 5.10.
+   * First in vfio-ts's Linux 5.10 headers.
    */
   vendor: {
     /**
@@ -2353,7 +2353,7 @@ export interface IommuGpasidBindData {
      *
      * C: `struct iommu_gpasid_bind_data_vtd`.
      *
-     * Since Linux 5.10.
+     * First in vfio-ts's Linux 5.10 headers.
      */
     vtd: IommuGpasidBindDataVtd;
   };

@@ -20,7 +20,7 @@ import type * as T from '../types.js';
  *
  * `struct iommu_fault_unrecoverable` on x86_64, aarch64, ppc64le, riscv64: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFaultUnrecoverable: StructCodec<T.IommuFaultUnrecoverable> =
   new StructCodec<T.IommuFaultUnrecoverable>({
@@ -55,7 +55,7 @@ export type IommuFaultUnrecoverable = T.IommuFaultUnrecoverable;
  *
  * `struct iommu_fault_page_request` on x86_64, aarch64, ppc64le, riscv64: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFaultPageRequest: StructCodec<T.IommuFaultPageRequest> = new StructCodec<T.IommuFaultPageRequest>({
   name: 'struct iommu_fault_page_request',
@@ -95,7 +95,7 @@ export type IommuFaultPageRequest = T.IommuFaultPageRequest;
  *
  * `struct iommu_fault` on x86_64, aarch64, ppc64le, riscv64: 64 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFault: StructCodec<T.IommuFault> = new StructCodec<T.IommuFault>({
   name: 'struct iommu_fault',
@@ -202,7 +202,7 @@ export type IommuFault = T.IommuFault;
  *
  * `struct iommu_page_response` on x86_64, aarch64, ppc64le, riscv64: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuPageResponse: StructCodec<T.IommuPageResponse> = new StructCodec<T.IommuPageResponse>({
   name: 'struct iommu_page_response',
@@ -237,7 +237,7 @@ export type IommuPageResponse = T.IommuPageResponse;
  *
  * `struct iommu_inv_addr_info` on x86_64, aarch64, ppc64le, riscv64: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuInvAddrInfo: StructCodec<T.IommuInvAddrInfo> = new StructCodec<T.IommuInvAddrInfo>({
   name: 'struct iommu_inv_addr_info',
@@ -271,7 +271,7 @@ export type IommuInvAddrInfo = T.IommuInvAddrInfo;
  *
  * `struct iommu_inv_pasid_info` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuInvPasidInfo: StructCodec<T.IommuInvPasidInfo> = new StructCodec<T.IommuInvPasidInfo>({
   name: 'struct iommu_inv_pasid_info',
@@ -295,7 +295,7 @@ export type IommuInvPasidInfo = T.IommuInvPasidInfo;
  *
  * `struct iommu_cache_invalidate_info` on x86_64, aarch64, ppc64le, riscv64: 56 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuCacheInvalidateInfo: StructCodec<T.IommuCacheInvalidateInfo> =
   new StructCodec<T.IommuCacheInvalidateInfo>({
@@ -405,7 +405,7 @@ export type IommuCacheInvalidateInfo = T.IommuCacheInvalidateInfo;
  *
  * `struct iommu_gpasid_bind_data_vtd` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuGpasidBindDataVtd: StructCodec<T.IommuGpasidBindDataVtd> = new StructCodec<T.IommuGpasidBindDataVtd>({
   name: 'struct iommu_gpasid_bind_data_vtd',
@@ -429,7 +429,7 @@ export type IommuGpasidBindDataVtd = T.IommuGpasidBindDataVtd;
  *
  * `struct iommu_gpasid_bind_data` on x86_64, aarch64, ppc64le, riscv64: 72 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuGpasidBindData: StructCodec<T.IommuGpasidBindData> = new StructCodec<T.IommuGpasidBindData>({
   name: 'struct iommu_gpasid_bind_data',
@@ -509,7 +509,7 @@ export type IommuGpasidBindData = T.IommuGpasidBindData;
 /**
  * `struct vfio_info_cap_header` on x86_64, aarch64, ppc64le, riscv64: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioInfoCapHeader: StructCodec<T.VfioInfoCapHeader> = new StructCodec<T.VfioInfoCapHeader>({
   name: 'struct vfio_info_cap_header',
@@ -533,7 +533,7 @@ export type VfioInfoCapHeader = T.VfioInfoCapHeader;
  *
  * `struct vfio_group_status` on x86_64, aarch64, ppc64le, riscv64: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioGroupStatus: StructCodec<T.VfioGroupStatus> = new StructCodec<T.VfioGroupStatus>({
   name: 'struct vfio_group_status',
@@ -557,7 +557,7 @@ export type VfioGroupStatus = T.VfioGroupStatus;
  *
  * `struct vfio_device_info` on x86_64, aarch64, ppc64le, riscv64: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceInfo: StructCodec<T.VfioDeviceInfo> = new StructCodec<T.VfioDeviceInfo>({
   name: 'struct vfio_device_info',
@@ -590,7 +590,7 @@ export type VfioDeviceInfo = T.VfioDeviceInfo;
  *
  * `struct vfio_region_info` on x86_64, aarch64, ppc64le, riscv64: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfo: StructCodec<T.VfioRegionInfo> = new StructCodec<T.VfioRegionInfo>({
   name: 'struct vfio_region_info',
@@ -623,7 +623,7 @@ export type VfioRegionInfo = T.VfioRegionInfo;
 /**
  * `struct vfio_region_sparse_mmap_area` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionSparseMmapArea: StructCodec<T.VfioRegionSparseMmapArea> =
   new StructCodec<T.VfioRegionSparseMmapArea>({
@@ -645,7 +645,7 @@ export type VfioRegionSparseMmapArea = T.VfioRegionSparseMmapArea;
 /**
  * `struct vfio_region_info_cap_sparse_mmap` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapSparseMmap: StructCodec<T.VfioRegionInfoCapSparseMmap> =
   new StructCodec<T.VfioRegionInfoCapSparseMmap>({
@@ -689,7 +689,7 @@ export type VfioRegionInfoCapSparseMmap = T.VfioRegionInfoCapSparseMmap;
 /**
  * `struct vfio_region_info_cap_type` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapType: StructCodec<T.VfioRegionInfoCapType> = new StructCodec<T.VfioRegionInfoCapType>({
   name: 'struct vfio_region_info_cap_type',
@@ -720,7 +720,7 @@ export type VfioRegionInfoCapType = T.VfioRegionInfoCapType;
  *
  * `struct vfio_region_gfx_edid` on x86_64, aarch64, ppc64le, riscv64: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionGfxEdid: StructCodec<T.VfioRegionGfxEdid> = new StructCodec<T.VfioRegionGfxEdid>({
   name: 'struct vfio_region_gfx_edid',
@@ -752,7 +752,7 @@ export type VfioRegionGfxEdid = T.VfioRegionGfxEdid;
 /**
  * `struct vfio_device_migration_info` on x86_64, aarch64, ppc64le, riscv64: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceMigrationInfo: StructCodec<T.VfioDeviceMigrationInfo> =
   new StructCodec<T.VfioDeviceMigrationInfo>({
@@ -783,7 +783,7 @@ export type VfioDeviceMigrationInfo = T.VfioDeviceMigrationInfo;
 /**
  * `struct vfio_region_info_cap_nvlink2_ssatgt` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Ssatgt: StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt>({
@@ -811,7 +811,7 @@ export type VfioRegionInfoCapNvlink2Ssatgt = T.VfioRegionInfoCapNvlink2Ssatgt;
 /**
  * `struct vfio_region_info_cap_nvlink2_lnkspd` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Lnkspd: StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd>({
@@ -843,7 +843,7 @@ export type VfioRegionInfoCapNvlink2Lnkspd = T.VfioRegionInfoCapNvlink2Lnkspd;
  *
  * `struct vfio_irq_info` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqInfo: StructCodec<T.VfioIrqInfo> = new StructCodec<T.VfioIrqInfo>({
   name: 'struct vfio_irq_info',
@@ -874,7 +874,7 @@ export type VfioIrqInfo = T.VfioIrqInfo;
  *
  * `struct vfio_irq_set` on x86_64, aarch64, ppc64le, riscv64: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqSet: StructCodec<T.VfioIrqSet> = new StructCodec<T.VfioIrqSet>({
   name: 'struct vfio_irq_set',
@@ -913,7 +913,7 @@ export type VfioIrqSet = T.VfioIrqSet;
  *
  * `struct vfio_pci_dependent_device` on x86_64, aarch64, ppc64le, riscv64: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciDependentDevice: StructCodec<T.VfioPciDependentDevice> = new StructCodec<T.VfioPciDependentDevice>({
   name: 'struct vfio_pci_dependent_device',
@@ -941,7 +941,7 @@ export type VfioPciDependentDevice = T.VfioPciDependentDevice;
 /**
  * `struct vfio_pci_hot_reset_info` on x86_64, aarch64, ppc64le, riscv64: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotResetInfo: StructCodec<T.VfioPciHotResetInfo> = new StructCodec<T.VfioPciHotResetInfo>({
   name: 'struct vfio_pci_hot_reset_info',
@@ -981,7 +981,7 @@ export type VfioPciHotResetInfo = T.VfioPciHotResetInfo;
  *
  * `struct vfio_pci_hot_reset` on x86_64, aarch64, ppc64le, riscv64: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotReset: StructCodec<T.VfioPciHotReset> = new StructCodec<T.VfioPciHotReset>({
   name: 'struct vfio_pci_hot_reset',
@@ -1021,7 +1021,7 @@ export type VfioPciHotReset = T.VfioPciHotReset;
  *
  * `struct vfio_device_gfx_plane_info` on x86_64, aarch64, ppc64le, riscv64: 64 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceGfxPlaneInfo: StructCodec<T.VfioDeviceGfxPlaneInfo> = new StructCodec<T.VfioDeviceGfxPlaneInfo>({
   name: 'struct vfio_device_gfx_plane_info',
@@ -1109,7 +1109,7 @@ export type VfioDeviceGfxPlaneInfo = T.VfioDeviceGfxPlaneInfo;
  *
  * `struct vfio_device_ioeventfd` on x86_64, aarch64, ppc64le, riscv64: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceIoeventfd: StructCodec<T.VfioDeviceIoeventfd> = new StructCodec<T.VfioDeviceIoeventfd>({
   name: 'struct vfio_device_ioeventfd',
@@ -1143,7 +1143,7 @@ export type VfioDeviceIoeventfd = T.VfioDeviceIoeventfd;
  *
  * `struct vfio_device_feature` on x86_64, aarch64, ppc64le, riscv64: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceFeature: StructCodec<T.VfioDeviceFeature> = new StructCodec<T.VfioDeviceFeature>({
   name: 'struct vfio_device_feature',
@@ -1172,7 +1172,7 @@ export type VfioDeviceFeature = T.VfioDeviceFeature;
  *
  * `struct vfio_iommu_type1_info` on x86_64, aarch64, ppc64le, riscv64: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1Info: StructCodec<T.VfioIommuType1Info> = new StructCodec<T.VfioIommuType1Info>({
   name: 'struct vfio_iommu_type1_info',
@@ -1202,7 +1202,7 @@ export type VfioIommuType1Info = T.VfioIommuType1Info;
 /**
  * `struct vfio_iova_range` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIovaRange: StructCodec<T.VfioIovaRange> = new StructCodec<T.VfioIovaRange>({
   name: 'struct vfio_iova_range',
@@ -1223,7 +1223,7 @@ export type VfioIovaRange = T.VfioIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_iova_range` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapIovaRange: StructCodec<T.VfioIommuType1InfoCapIovaRange> =
   new StructCodec<T.VfioIommuType1InfoCapIovaRange>({
@@ -1283,7 +1283,7 @@ export type VfioIommuType1InfoCapIovaRange = T.VfioIommuType1InfoCapIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_migration` on x86_64, aarch64, ppc64le, riscv64: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapMigration: StructCodec<T.VfioIommuType1InfoCapMigration> =
   new StructCodec<T.VfioIommuType1InfoCapMigration>({
@@ -1340,7 +1340,7 @@ export type VfioIommuType1InfoCapMigration = T.VfioIommuType1InfoCapMigration;
 /**
  * `struct vfio_iommu_type1_info_dma_avail` on x86_64, aarch64, ppc64le, riscv64: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoDmaAvail: StructCodec<T.VfioIommuType1InfoDmaAvail> =
   new StructCodec<T.VfioIommuType1InfoDmaAvail>({
@@ -1370,7 +1370,7 @@ export type VfioIommuType1InfoDmaAvail = T.VfioIommuType1InfoDmaAvail;
  *
  * `struct vfio_iommu_type1_dma_map` on x86_64, aarch64, ppc64le, riscv64: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaMap: StructCodec<T.VfioIommuType1DmaMap> = new StructCodec<T.VfioIommuType1DmaMap>({
   name: 'struct vfio_iommu_type1_dma_map',
@@ -1401,7 +1401,7 @@ export type VfioIommuType1DmaMap = T.VfioIommuType1DmaMap;
 /**
  * `struct vfio_bitmap` on x86_64, aarch64, ppc64le, riscv64: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioBitmap: StructCodec<T.VfioBitmap> = new StructCodec<T.VfioBitmap>({
   name: 'struct vfio_bitmap',
@@ -1429,7 +1429,7 @@ export type VfioBitmap = T.VfioBitmap;
  *
  * `struct vfio_iommu_type1_dma_unmap` on x86_64, aarch64, ppc64le, riscv64: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaUnmap: StructCodec<T.VfioIommuType1DmaUnmap> = new StructCodec<T.VfioIommuType1DmaUnmap>({
   name: 'struct vfio_iommu_type1_dma_unmap',
@@ -1466,7 +1466,7 @@ export type VfioIommuType1DmaUnmap = T.VfioIommuType1DmaUnmap;
  *
  * `struct vfio_iommu_type1_dirty_bitmap` on x86_64, aarch64, ppc64le, riscv64: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmap: StructCodec<T.VfioIommuType1DirtyBitmap> =
   new StructCodec<T.VfioIommuType1DirtyBitmap>({
@@ -1495,7 +1495,7 @@ export type VfioIommuType1DirtyBitmap = T.VfioIommuType1DirtyBitmap;
 /**
  * `struct vfio_iommu_type1_dirty_bitmap_get` on x86_64, aarch64, ppc64le, riscv64: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmapGet: StructCodec<T.VfioIommuType1DirtyBitmapGet> =
   new StructCodec<T.VfioIommuType1DirtyBitmapGet>({
@@ -1529,7 +1529,7 @@ export type VfioIommuType1DirtyBitmapGet = T.VfioIommuType1DirtyBitmapGet;
 /**
  * `struct vfio_iommu_spapr_tce_ddw_info` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceDdwInfo: StructCodec<T.VfioIommuSpaprTceDdwInfo> =
   new StructCodec<T.VfioIommuSpaprTceDdwInfo>({
@@ -1560,7 +1560,7 @@ export type VfioIommuSpaprTceDdwInfo = T.VfioIommuSpaprTceDdwInfo;
 /**
  * `struct vfio_iommu_spapr_tce_info` on x86_64, aarch64, ppc64le, riscv64: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceInfo: StructCodec<T.VfioIommuSpaprTceInfo> = new StructCodec<T.VfioIommuSpaprTceInfo>({
   name: 'struct vfio_iommu_spapr_tce_info',
@@ -1620,7 +1620,7 @@ export type VfioIommuSpaprTceInfo = T.VfioIommuSpaprTceInfo;
 /**
  * `struct vfio_eeh_pe_err` on x86_64, aarch64, ppc64le, riscv64: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeErr: StructCodec<T.VfioEehPeErr> = new StructCodec<T.VfioEehPeErr>({
   name: 'struct vfio_eeh_pe_err',
@@ -1648,7 +1648,7 @@ export type VfioEehPeErr = T.VfioEehPeErr;
 /**
  * `struct vfio_eeh_pe_op` on x86_64, aarch64, ppc64le, riscv64: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeOp: StructCodec<T.VfioEehPeOp> = new StructCodec<T.VfioEehPeOp>({
   name: 'struct vfio_eeh_pe_op',
@@ -1691,7 +1691,7 @@ export type VfioEehPeOp = T.VfioEehPeOp;
  *
  * `struct vfio_iommu_spapr_register_memory` on x86_64, aarch64, ppc64le, riscv64: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprRegisterMemory: StructCodec<T.VfioIommuSpaprRegisterMemory> =
   new StructCodec<T.VfioIommuSpaprRegisterMemory>({
@@ -1723,7 +1723,7 @@ export type VfioIommuSpaprRegisterMemory = T.VfioIommuSpaprRegisterMemory;
  *
  * `struct vfio_iommu_spapr_tce_create` on x86_64, aarch64, ppc64le, riscv64: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceCreate: StructCodec<T.VfioIommuSpaprTceCreate> =
   new StructCodec<T.VfioIommuSpaprTceCreate>({
@@ -1772,7 +1772,7 @@ export type VfioIommuSpaprTceCreate = T.VfioIommuSpaprTceCreate;
  *
  * `struct vfio_iommu_spapr_tce_remove` on x86_64, aarch64, ppc64le, riscv64: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceRemove: StructCodec<T.VfioIommuSpaprTceRemove> =
   new StructCodec<T.VfioIommuSpaprTceRemove>({

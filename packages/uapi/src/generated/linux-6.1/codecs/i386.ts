@@ -21,7 +21,7 @@ import type * as T from '../types.js';
  *
  * `struct iommu_fault_unrecoverable` on i386: 32 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFaultUnrecoverable: StructCodec<T.IommuFaultUnrecoverable> =
   new StructCodec<T.IommuFaultUnrecoverable>({
@@ -56,7 +56,7 @@ export type IommuFaultUnrecoverable = T.IommuFaultUnrecoverable;
  *
  * `struct iommu_fault_page_request` on i386: 40 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFaultPageRequest: StructCodec<T.IommuFaultPageRequest> = new StructCodec<T.IommuFaultPageRequest>({
   name: 'struct iommu_fault_page_request',
@@ -96,7 +96,7 @@ export type IommuFaultPageRequest = T.IommuFaultPageRequest;
  *
  * `struct iommu_fault` on i386: 64 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFault: StructCodec<T.IommuFault> = new StructCodec<T.IommuFault>({
   name: 'struct iommu_fault',
@@ -203,7 +203,7 @@ export type IommuFault = T.IommuFault;
  *
  * `struct iommu_page_response` on i386: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuPageResponse: StructCodec<T.IommuPageResponse> = new StructCodec<T.IommuPageResponse>({
   name: 'struct iommu_page_response',
@@ -236,7 +236,7 @@ export type IommuPageResponse = T.IommuPageResponse;
 /**
  * `struct vfio_info_cap_header` on i386: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioInfoCapHeader: StructCodec<T.VfioInfoCapHeader> = new StructCodec<T.VfioInfoCapHeader>({
   name: 'struct vfio_info_cap_header',
@@ -260,7 +260,7 @@ export type VfioInfoCapHeader = T.VfioInfoCapHeader;
  *
  * `struct vfio_group_status` on i386: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioGroupStatus: StructCodec<T.VfioGroupStatus> = new StructCodec<T.VfioGroupStatus>({
   name: 'struct vfio_group_status',
@@ -284,7 +284,7 @@ export type VfioGroupStatus = T.VfioGroupStatus;
  *
  * `struct vfio_device_info` on i386: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceInfo: StructCodec<T.VfioDeviceInfo> = new StructCodec<T.VfioDeviceInfo>({
   name: 'struct vfio_device_info',
@@ -317,7 +317,7 @@ export type VfioDeviceInfo = T.VfioDeviceInfo;
  *
  * `struct vfio_region_info` on i386: 32 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfo: StructCodec<T.VfioRegionInfo> = new StructCodec<T.VfioRegionInfo>({
   name: 'struct vfio_region_info',
@@ -350,7 +350,7 @@ export type VfioRegionInfo = T.VfioRegionInfo;
 /**
  * `struct vfio_region_sparse_mmap_area` on i386: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionSparseMmapArea: StructCodec<T.VfioRegionSparseMmapArea> =
   new StructCodec<T.VfioRegionSparseMmapArea>({
@@ -372,7 +372,7 @@ export type VfioRegionSparseMmapArea = T.VfioRegionSparseMmapArea;
 /**
  * `struct vfio_region_info_cap_sparse_mmap` on i386: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapSparseMmap: StructCodec<T.VfioRegionInfoCapSparseMmap> =
   new StructCodec<T.VfioRegionInfoCapSparseMmap>({
@@ -416,7 +416,7 @@ export type VfioRegionInfoCapSparseMmap = T.VfioRegionInfoCapSparseMmap;
 /**
  * `struct vfio_region_info_cap_type` on i386: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapType: StructCodec<T.VfioRegionInfoCapType> = new StructCodec<T.VfioRegionInfoCapType>({
   name: 'struct vfio_region_info_cap_type',
@@ -447,7 +447,7 @@ export type VfioRegionInfoCapType = T.VfioRegionInfoCapType;
  *
  * `struct vfio_region_gfx_edid` on i386: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionGfxEdid: StructCodec<T.VfioRegionGfxEdid> = new StructCodec<T.VfioRegionGfxEdid>({
   name: 'struct vfio_region_gfx_edid',
@@ -479,7 +479,7 @@ export type VfioRegionGfxEdid = T.VfioRegionGfxEdid;
 /**
  * `struct vfio_device_migration_info` on i386: 32 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceMigrationInfo: StructCodec<T.VfioDeviceMigrationInfo> =
   new StructCodec<T.VfioDeviceMigrationInfo>({
@@ -510,7 +510,7 @@ export type VfioDeviceMigrationInfo = T.VfioDeviceMigrationInfo;
 /**
  * `struct vfio_region_info_cap_nvlink2_ssatgt` on i386: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Ssatgt: StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt>({
@@ -538,7 +538,7 @@ export type VfioRegionInfoCapNvlink2Ssatgt = T.VfioRegionInfoCapNvlink2Ssatgt;
 /**
  * `struct vfio_region_info_cap_nvlink2_lnkspd` on i386: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Lnkspd: StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd>({
@@ -570,7 +570,7 @@ export type VfioRegionInfoCapNvlink2Lnkspd = T.VfioRegionInfoCapNvlink2Lnkspd;
  *
  * `struct vfio_irq_info` on i386: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqInfo: StructCodec<T.VfioIrqInfo> = new StructCodec<T.VfioIrqInfo>({
   name: 'struct vfio_irq_info',
@@ -601,7 +601,7 @@ export type VfioIrqInfo = T.VfioIrqInfo;
  *
  * `struct vfio_irq_set` on i386: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqSet: StructCodec<T.VfioIrqSet> = new StructCodec<T.VfioIrqSet>({
   name: 'struct vfio_irq_set',
@@ -640,7 +640,7 @@ export type VfioIrqSet = T.VfioIrqSet;
  *
  * `struct vfio_pci_dependent_device` on i386: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciDependentDevice: StructCodec<T.VfioPciDependentDevice> = new StructCodec<T.VfioPciDependentDevice>({
   name: 'struct vfio_pci_dependent_device',
@@ -668,7 +668,7 @@ export type VfioPciDependentDevice = T.VfioPciDependentDevice;
 /**
  * `struct vfio_pci_hot_reset_info` on i386: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotResetInfo: StructCodec<T.VfioPciHotResetInfo> = new StructCodec<T.VfioPciHotResetInfo>({
   name: 'struct vfio_pci_hot_reset_info',
@@ -708,7 +708,7 @@ export type VfioPciHotResetInfo = T.VfioPciHotResetInfo;
  *
  * `struct vfio_pci_hot_reset` on i386: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotReset: StructCodec<T.VfioPciHotReset> = new StructCodec<T.VfioPciHotReset>({
   name: 'struct vfio_pci_hot_reset',
@@ -748,7 +748,7 @@ export type VfioPciHotReset = T.VfioPciHotReset;
  *
  * `struct vfio_device_gfx_plane_info` on i386: 60 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceGfxPlaneInfo: StructCodec<T.VfioDeviceGfxPlaneInfo> = new StructCodec<T.VfioDeviceGfxPlaneInfo>({
   name: 'struct vfio_device_gfx_plane_info',
@@ -836,7 +836,7 @@ export type VfioDeviceGfxPlaneInfo = T.VfioDeviceGfxPlaneInfo;
  *
  * `struct vfio_device_ioeventfd` on i386: 28 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceIoeventfd: StructCodec<T.VfioDeviceIoeventfd> = new StructCodec<T.VfioDeviceIoeventfd>({
   name: 'struct vfio_device_ioeventfd',
@@ -869,7 +869,7 @@ export type VfioDeviceIoeventfd = T.VfioDeviceIoeventfd;
  *
  * `struct vfio_device_feature` on i386: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceFeature: StructCodec<T.VfioDeviceFeature> = new StructCodec<T.VfioDeviceFeature>({
   name: 'struct vfio_device_feature',
@@ -896,7 +896,7 @@ export type VfioDeviceFeature = T.VfioDeviceFeature;
 /**
  * `struct vfio_device_feature_migration` on i386: 8 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureMigration: StructCodec<T.VfioDeviceFeatureMigration> =
   new StructCodec<T.VfioDeviceFeatureMigration>({
@@ -917,7 +917,7 @@ export type VfioDeviceFeatureMigration = T.VfioDeviceFeatureMigration;
 /**
  * `struct vfio_device_feature_mig_state` on i386: 8 bytes, aligned to 4.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureMigState: StructCodec<T.VfioDeviceFeatureMigState> =
   new StructCodec<T.VfioDeviceFeatureMigState>({
@@ -939,7 +939,7 @@ export type VfioDeviceFeatureMigState = T.VfioDeviceFeatureMigState;
 /**
  * `struct vfio_device_low_power_entry_with_wakeup` on i386: 8 bytes, aligned to 4.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceLowPowerEntryWithWakeup: StructCodec<T.VfioDeviceLowPowerEntryWithWakeup> =
   new StructCodec<T.VfioDeviceLowPowerEntryWithWakeup>({
@@ -961,7 +961,7 @@ export type VfioDeviceLowPowerEntryWithWakeup = T.VfioDeviceLowPowerEntryWithWak
 /**
  * `struct vfio_device_feature_dma_logging_control` on i386: 24 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingControl: StructCodec<T.VfioDeviceFeatureDmaLoggingControl> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingControl>({
@@ -990,7 +990,7 @@ export type VfioDeviceFeatureDmaLoggingControl = T.VfioDeviceFeatureDmaLoggingCo
 /**
  * `struct vfio_device_feature_dma_logging_range` on i386: 16 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingRange: StructCodec<T.VfioDeviceFeatureDmaLoggingRange> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingRange>({
@@ -1012,7 +1012,7 @@ export type VfioDeviceFeatureDmaLoggingRange = T.VfioDeviceFeatureDmaLoggingRang
 /**
  * `struct vfio_device_feature_dma_logging_report` on i386: 32 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingReport: StructCodec<T.VfioDeviceFeatureDmaLoggingReport> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingReport>({
@@ -1043,7 +1043,7 @@ export type VfioDeviceFeatureDmaLoggingReport = T.VfioDeviceFeatureDmaLoggingRep
  *
  * `struct vfio_iommu_type1_info` on i386: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1Info: StructCodec<T.VfioIommuType1Info> = new StructCodec<T.VfioIommuType1Info>({
   name: 'struct vfio_iommu_type1_info',
@@ -1072,7 +1072,7 @@ export type VfioIommuType1Info = T.VfioIommuType1Info;
 /**
  * `struct vfio_iova_range` on i386: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIovaRange: StructCodec<T.VfioIovaRange> = new StructCodec<T.VfioIovaRange>({
   name: 'struct vfio_iova_range',
@@ -1093,7 +1093,7 @@ export type VfioIovaRange = T.VfioIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_iova_range` on i386: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapIovaRange: StructCodec<T.VfioIommuType1InfoCapIovaRange> =
   new StructCodec<T.VfioIommuType1InfoCapIovaRange>({
@@ -1153,7 +1153,7 @@ export type VfioIommuType1InfoCapIovaRange = T.VfioIommuType1InfoCapIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_migration` on i386: 28 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapMigration: StructCodec<T.VfioIommuType1InfoCapMigration> =
   new StructCodec<T.VfioIommuType1InfoCapMigration>({
@@ -1209,7 +1209,7 @@ export type VfioIommuType1InfoCapMigration = T.VfioIommuType1InfoCapMigration;
 /**
  * `struct vfio_iommu_type1_info_dma_avail` on i386: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoDmaAvail: StructCodec<T.VfioIommuType1InfoDmaAvail> =
   new StructCodec<T.VfioIommuType1InfoDmaAvail>({
@@ -1239,7 +1239,7 @@ export type VfioIommuType1InfoDmaAvail = T.VfioIommuType1InfoDmaAvail;
  *
  * `struct vfio_iommu_type1_dma_map` on i386: 32 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaMap: StructCodec<T.VfioIommuType1DmaMap> = new StructCodec<T.VfioIommuType1DmaMap>({
   name: 'struct vfio_iommu_type1_dma_map',
@@ -1270,7 +1270,7 @@ export type VfioIommuType1DmaMap = T.VfioIommuType1DmaMap;
 /**
  * `struct vfio_bitmap` on i386: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioBitmap: StructCodec<T.VfioBitmap> = new StructCodec<T.VfioBitmap>({
   name: 'struct vfio_bitmap',
@@ -1298,7 +1298,7 @@ export type VfioBitmap = T.VfioBitmap;
  *
  * `struct vfio_iommu_type1_dma_unmap` on i386: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaUnmap: StructCodec<T.VfioIommuType1DmaUnmap> = new StructCodec<T.VfioIommuType1DmaUnmap>({
   name: 'struct vfio_iommu_type1_dma_unmap',
@@ -1335,7 +1335,7 @@ export type VfioIommuType1DmaUnmap = T.VfioIommuType1DmaUnmap;
  *
  * `struct vfio_iommu_type1_dirty_bitmap` on i386: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmap: StructCodec<T.VfioIommuType1DirtyBitmap> =
   new StructCodec<T.VfioIommuType1DirtyBitmap>({
@@ -1364,7 +1364,7 @@ export type VfioIommuType1DirtyBitmap = T.VfioIommuType1DirtyBitmap;
 /**
  * `struct vfio_iommu_type1_dirty_bitmap_get` on i386: 36 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmapGet: StructCodec<T.VfioIommuType1DirtyBitmapGet> =
   new StructCodec<T.VfioIommuType1DirtyBitmapGet>({
@@ -1398,7 +1398,7 @@ export type VfioIommuType1DirtyBitmapGet = T.VfioIommuType1DirtyBitmapGet;
 /**
  * `struct vfio_iommu_spapr_tce_ddw_info` on i386: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceDdwInfo: StructCodec<T.VfioIommuSpaprTceDdwInfo> =
   new StructCodec<T.VfioIommuSpaprTceDdwInfo>({
@@ -1429,7 +1429,7 @@ export type VfioIommuSpaprTceDdwInfo = T.VfioIommuSpaprTceDdwInfo;
 /**
  * `struct vfio_iommu_spapr_tce_info` on i386: 32 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceInfo: StructCodec<T.VfioIommuSpaprTceInfo> = new StructCodec<T.VfioIommuSpaprTceInfo>({
   name: 'struct vfio_iommu_spapr_tce_info',
@@ -1489,7 +1489,7 @@ export type VfioIommuSpaprTceInfo = T.VfioIommuSpaprTceInfo;
 /**
  * `struct vfio_eeh_pe_err` on i386: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeErr: StructCodec<T.VfioEehPeErr> = new StructCodec<T.VfioEehPeErr>({
   name: 'struct vfio_eeh_pe_err',
@@ -1517,7 +1517,7 @@ export type VfioEehPeErr = T.VfioEehPeErr;
 /**
  * `struct vfio_eeh_pe_op` on i386: 36 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeOp: StructCodec<T.VfioEehPeOp> = new StructCodec<T.VfioEehPeOp>({
   name: 'struct vfio_eeh_pe_op',
@@ -1560,7 +1560,7 @@ export type VfioEehPeOp = T.VfioEehPeOp;
  *
  * `struct vfio_iommu_spapr_register_memory` on i386: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprRegisterMemory: StructCodec<T.VfioIommuSpaprRegisterMemory> =
   new StructCodec<T.VfioIommuSpaprRegisterMemory>({
@@ -1592,7 +1592,7 @@ export type VfioIommuSpaprRegisterMemory = T.VfioIommuSpaprRegisterMemory;
  *
  * `struct vfio_iommu_spapr_tce_create` on i386: 40 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceCreate: StructCodec<T.VfioIommuSpaprTceCreate> =
   new StructCodec<T.VfioIommuSpaprTceCreate>({
@@ -1641,7 +1641,7 @@ export type VfioIommuSpaprTceCreate = T.VfioIommuSpaprTceCreate;
  *
  * `struct vfio_iommu_spapr_tce_remove` on i386: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceRemove: StructCodec<T.VfioIommuSpaprTceRemove> =
   new StructCodec<T.VfioIommuSpaprTceRemove>({

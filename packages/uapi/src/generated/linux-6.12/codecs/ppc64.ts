@@ -19,7 +19,7 @@ import type * as T from '../types.js';
  *
  * `struct iommu_destroy` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuDestroy: StructCodec<T.IommuDestroy> = new StructCodec<T.IommuDestroy>({
   name: 'struct iommu_destroy',
@@ -43,7 +43,7 @@ export type IommuDestroy = T.IommuDestroy;
  *
  * `struct iommu_ioas_alloc` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasAlloc: StructCodec<T.IommuIoasAlloc> = new StructCodec<T.IommuIoasAlloc>({
   name: 'struct iommu_ioas_alloc',
@@ -68,7 +68,7 @@ export type IommuIoasAlloc = T.IommuIoasAlloc;
  *
  * `struct iommu_iova_range` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIovaRange: StructCodec<T.IommuIovaRange> = new StructCodec<T.IommuIovaRange>({
   name: 'struct iommu_iova_range',
@@ -91,7 +91,7 @@ export type IommuIovaRange = T.IommuIovaRange;
  *
  * `struct iommu_ioas_iova_ranges` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasIovaRanges: StructCodec<T.IommuIoasIovaRanges> = new StructCodec<T.IommuIoasIovaRanges>({
   name: 'struct iommu_ioas_iova_ranges',
@@ -126,7 +126,7 @@ export type IommuIoasIovaRanges = T.IommuIoasIovaRanges;
  *
  * `struct iommu_ioas_allow_iovas` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasAllowIovas: StructCodec<T.IommuIoasAllowIovas> = new StructCodec<T.IommuIoasAllowIovas>({
   name: 'struct iommu_ioas_allow_iovas',
@@ -159,7 +159,7 @@ export type IommuIoasAllowIovas = T.IommuIoasAllowIovas;
  *
  * `struct iommu_ioas_map` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasMap: StructCodec<T.IommuIoasMap> = new StructCodec<T.IommuIoasMap>({
   name: 'struct iommu_ioas_map',
@@ -196,7 +196,7 @@ export type IommuIoasMap = T.IommuIoasMap;
  *
  * `struct iommu_ioas_copy` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasCopy: StructCodec<T.IommuIoasCopy> = new StructCodec<T.IommuIoasCopy>({
   name: 'struct iommu_ioas_copy',
@@ -233,7 +233,7 @@ export type IommuIoasCopy = T.IommuIoasCopy;
  *
  * `struct iommu_ioas_unmap` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasUnmap: StructCodec<T.IommuIoasUnmap> = new StructCodec<T.IommuIoasUnmap>({
   name: 'struct iommu_ioas_unmap',
@@ -264,7 +264,7 @@ export type IommuIoasUnmap = T.IommuIoasUnmap;
  *
  * `struct iommu_option` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuOption: StructCodec<T.IommuOption> = new StructCodec<T.IommuOption>({
   name: 'struct iommu_option',
@@ -299,7 +299,7 @@ export type IommuOption = T.IommuOption;
  *
  * `struct iommu_vfio_ioas` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuVfioIoas: StructCodec<T.IommuVfioIoas> = new StructCodec<T.IommuVfioIoas>({
   name: 'struct iommu_vfio_ioas',
@@ -330,7 +330,7 @@ export type IommuVfioIoas = T.IommuVfioIoas;
  *
  * `struct iommu_hwpt_vtd_s1` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptVtdS1: StructCodec<T.IommuHwptVtdS1> = new StructCodec<T.IommuHwptVtdS1>({
   name: 'struct iommu_hwpt_vtd_s1',
@@ -360,7 +360,7 @@ export type IommuHwptVtdS1 = T.IommuHwptVtdS1;
  *
  * `struct iommu_hwpt_alloc` on ppc64, s390x: 48 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptAlloc: StructCodec<T.IommuHwptAlloc> = new StructCodec<T.IommuHwptAlloc>({
   name: 'struct iommu_hwpt_alloc',
@@ -429,7 +429,7 @@ export type IommuHwptAlloc = T.IommuHwptAlloc;
  *
  * `struct iommu_hw_info_vtd` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwInfoVtd: StructCodec<T.IommuHwInfoVtd> = new StructCodec<T.IommuHwInfoVtd>({
   name: 'struct iommu_hw_info_vtd',
@@ -459,7 +459,7 @@ export type IommuHwInfoVtd = T.IommuHwInfoVtd;
  *
  * `struct iommu_hw_info` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwInfo: StructCodec<T.IommuHwInfo> = new StructCodec<T.IommuHwInfo>({
   name: 'struct iommu_hw_info',
@@ -520,7 +520,7 @@ export type IommuHwInfo = T.IommuHwInfo;
  *
  * `struct iommu_hwpt_set_dirty_tracking` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptSetDirtyTracking: StructCodec<T.IommuHwptSetDirtyTracking> =
   new StructCodec<T.IommuHwptSetDirtyTracking>({
@@ -552,7 +552,7 @@ export type IommuHwptSetDirtyTracking = T.IommuHwptSetDirtyTracking;
  *
  * `struct iommu_hwpt_get_dirty_bitmap` on ppc64, s390x: 48 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptGetDirtyBitmap: StructCodec<T.IommuHwptGetDirtyBitmap> =
   new StructCodec<T.IommuHwptGetDirtyBitmap>({
@@ -592,7 +592,7 @@ export type IommuHwptGetDirtyBitmap = T.IommuHwptGetDirtyBitmap;
  *
  * `struct iommu_hwpt_vtd_s1_invalidate` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptVtdS1Invalidate: StructCodec<T.IommuHwptVtdS1Invalidate> =
   new StructCodec<T.IommuHwptVtdS1Invalidate>({
@@ -623,7 +623,7 @@ export type IommuHwptVtdS1Invalidate = T.IommuHwptVtdS1Invalidate;
  *
  * `struct iommu_hwpt_invalidate` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptInvalidate: StructCodec<T.IommuHwptInvalidate> = new StructCodec<T.IommuHwptInvalidate>({
   name: 'struct iommu_hwpt_invalidate',
@@ -660,7 +660,7 @@ export type IommuHwptInvalidate = T.IommuHwptInvalidate;
  *
  * `struct iommu_hwpt_pgfault` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptPgfault: StructCodec<T.IommuHwptPgfault> = new StructCodec<T.IommuHwptPgfault>({
   name: 'struct iommu_hwpt_pgfault',
@@ -700,7 +700,7 @@ export type IommuHwptPgfault = T.IommuHwptPgfault;
  *
  * `struct iommu_hwpt_page_response` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptPageResponse: StructCodec<T.IommuHwptPageResponse> = new StructCodec<T.IommuHwptPageResponse>({
   name: 'struct iommu_hwpt_page_response',
@@ -723,7 +723,7 @@ export type IommuHwptPageResponse = T.IommuHwptPageResponse;
  *
  * `struct iommu_fault_alloc` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuFaultAlloc: StructCodec<T.IommuFaultAlloc> = new StructCodec<T.IommuFaultAlloc>({
   name: 'struct iommu_fault_alloc',
@@ -752,7 +752,7 @@ export type IommuFaultAlloc = T.IommuFaultAlloc;
 /**
  * `struct vfio_info_cap_header` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioInfoCapHeader: StructCodec<T.VfioInfoCapHeader> = new StructCodec<T.VfioInfoCapHeader>({
   name: 'struct vfio_info_cap_header',
@@ -776,7 +776,7 @@ export type VfioInfoCapHeader = T.VfioInfoCapHeader;
  *
  * `struct vfio_group_status` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioGroupStatus: StructCodec<T.VfioGroupStatus> = new StructCodec<T.VfioGroupStatus>({
   name: 'struct vfio_group_status',
@@ -800,7 +800,7 @@ export type VfioGroupStatus = T.VfioGroupStatus;
  *
  * `struct vfio_device_info` on ppc64, s390x: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceInfo: StructCodec<T.VfioDeviceInfo> = new StructCodec<T.VfioDeviceInfo>({
   name: 'struct vfio_device_info',
@@ -833,7 +833,7 @@ export type VfioDeviceInfo = T.VfioDeviceInfo;
 /**
  * `struct vfio_device_info_cap_pci_atomic_comp` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceInfoCapPciAtomicComp: StructCodec<T.VfioDeviceInfoCapPciAtomicComp> =
   new StructCodec<T.VfioDeviceInfoCapPciAtomicComp>({
@@ -865,7 +865,7 @@ export type VfioDeviceInfoCapPciAtomicComp = T.VfioDeviceInfoCapPciAtomicComp;
  *
  * `struct vfio_region_info` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfo: StructCodec<T.VfioRegionInfo> = new StructCodec<T.VfioRegionInfo>({
   name: 'struct vfio_region_info',
@@ -898,7 +898,7 @@ export type VfioRegionInfo = T.VfioRegionInfo;
 /**
  * `struct vfio_region_sparse_mmap_area` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionSparseMmapArea: StructCodec<T.VfioRegionSparseMmapArea> =
   new StructCodec<T.VfioRegionSparseMmapArea>({
@@ -920,7 +920,7 @@ export type VfioRegionSparseMmapArea = T.VfioRegionSparseMmapArea;
 /**
  * `struct vfio_region_info_cap_sparse_mmap` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapSparseMmap: StructCodec<T.VfioRegionInfoCapSparseMmap> =
   new StructCodec<T.VfioRegionInfoCapSparseMmap>({
@@ -964,7 +964,7 @@ export type VfioRegionInfoCapSparseMmap = T.VfioRegionInfoCapSparseMmap;
 /**
  * `struct vfio_region_info_cap_type` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapType: StructCodec<T.VfioRegionInfoCapType> = new StructCodec<T.VfioRegionInfoCapType>({
   name: 'struct vfio_region_info_cap_type',
@@ -995,7 +995,7 @@ export type VfioRegionInfoCapType = T.VfioRegionInfoCapType;
  *
  * `struct vfio_region_gfx_edid` on ppc64, s390x: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionGfxEdid: StructCodec<T.VfioRegionGfxEdid> = new StructCodec<T.VfioRegionGfxEdid>({
   name: 'struct vfio_region_gfx_edid',
@@ -1027,7 +1027,7 @@ export type VfioRegionGfxEdid = T.VfioRegionGfxEdid;
 /**
  * `struct vfio_device_migration_info` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceMigrationInfo: StructCodec<T.VfioDeviceMigrationInfo> =
   new StructCodec<T.VfioDeviceMigrationInfo>({
@@ -1058,7 +1058,7 @@ export type VfioDeviceMigrationInfo = T.VfioDeviceMigrationInfo;
 /**
  * `struct vfio_region_info_cap_nvlink2_ssatgt` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Ssatgt: StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt>({
@@ -1086,7 +1086,7 @@ export type VfioRegionInfoCapNvlink2Ssatgt = T.VfioRegionInfoCapNvlink2Ssatgt;
 /**
  * `struct vfio_region_info_cap_nvlink2_lnkspd` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Lnkspd: StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd>({
@@ -1118,7 +1118,7 @@ export type VfioRegionInfoCapNvlink2Lnkspd = T.VfioRegionInfoCapNvlink2Lnkspd;
  *
  * `struct vfio_irq_info` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqInfo: StructCodec<T.VfioIrqInfo> = new StructCodec<T.VfioIrqInfo>({
   name: 'struct vfio_irq_info',
@@ -1149,7 +1149,7 @@ export type VfioIrqInfo = T.VfioIrqInfo;
  *
  * `struct vfio_irq_set` on ppc64, s390x: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqSet: StructCodec<T.VfioIrqSet> = new StructCodec<T.VfioIrqSet>({
   name: 'struct vfio_irq_set',
@@ -1188,7 +1188,7 @@ export type VfioIrqSet = T.VfioIrqSet;
  *
  * `struct vfio_pci_dependent_device` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciDependentDevice: StructCodec<T.VfioPciDependentDevice> = new StructCodec<T.VfioPciDependentDevice>({
   name: 'struct vfio_pci_dependent_device',
@@ -1220,7 +1220,7 @@ export type VfioPciDependentDevice = T.VfioPciDependentDevice;
 /**
  * `struct vfio_pci_hot_reset_info` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotResetInfo: StructCodec<T.VfioPciHotResetInfo> = new StructCodec<T.VfioPciHotResetInfo>({
   name: 'struct vfio_pci_hot_reset_info',
@@ -1261,7 +1261,7 @@ export type VfioPciHotResetInfo = T.VfioPciHotResetInfo;
  *
  * `struct vfio_pci_hot_reset` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotReset: StructCodec<T.VfioPciHotReset> = new StructCodec<T.VfioPciHotReset>({
   name: 'struct vfio_pci_hot_reset',
@@ -1301,7 +1301,7 @@ export type VfioPciHotReset = T.VfioPciHotReset;
  *
  * `struct vfio_device_gfx_plane_info` on ppc64, s390x: 64 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceGfxPlaneInfo: StructCodec<T.VfioDeviceGfxPlaneInfo> = new StructCodec<T.VfioDeviceGfxPlaneInfo>({
   name: 'struct vfio_device_gfx_plane_info',
@@ -1393,7 +1393,7 @@ export type VfioDeviceGfxPlaneInfo = T.VfioDeviceGfxPlaneInfo;
  *
  * `struct vfio_device_ioeventfd` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceIoeventfd: StructCodec<T.VfioDeviceIoeventfd> = new StructCodec<T.VfioDeviceIoeventfd>({
   name: 'struct vfio_device_ioeventfd',
@@ -1428,7 +1428,7 @@ export type VfioDeviceIoeventfd = T.VfioDeviceIoeventfd;
  *
  * `struct vfio_device_feature` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceFeature: StructCodec<T.VfioDeviceFeature> = new StructCodec<T.VfioDeviceFeature>({
   name: 'struct vfio_device_feature',
@@ -1457,7 +1457,7 @@ export type VfioDeviceFeature = T.VfioDeviceFeature;
  *
  * `struct vfio_device_bind_iommufd` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceBindIommufd: StructCodec<T.VfioDeviceBindIommufd> = new StructCodec<T.VfioDeviceBindIommufd>({
   name: 'struct vfio_device_bind_iommufd',
@@ -1488,7 +1488,7 @@ export type VfioDeviceBindIommufd = T.VfioDeviceBindIommufd;
  *
  * `struct vfio_device_attach_iommufd_pt` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceAttachIommufdPt: StructCodec<T.VfioDeviceAttachIommufdPt> =
   new StructCodec<T.VfioDeviceAttachIommufdPt>({
@@ -1514,7 +1514,7 @@ export type VfioDeviceAttachIommufdPt = T.VfioDeviceAttachIommufdPt;
  *
  * `struct vfio_device_detach_iommufd_pt` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceDetachIommufdPt: StructCodec<T.VfioDeviceDetachIommufdPt> =
   new StructCodec<T.VfioDeviceDetachIommufdPt>({
@@ -1537,7 +1537,7 @@ export type VfioDeviceDetachIommufdPt = T.VfioDeviceDetachIommufdPt;
 /**
  * `struct vfio_device_feature_migration` on ppc64, s390x: 8 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureMigration: StructCodec<T.VfioDeviceFeatureMigration> =
   new StructCodec<T.VfioDeviceFeatureMigration>({
@@ -1558,7 +1558,7 @@ export type VfioDeviceFeatureMigration = T.VfioDeviceFeatureMigration;
 /**
  * `struct vfio_device_feature_mig_state` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureMigState: StructCodec<T.VfioDeviceFeatureMigState> =
   new StructCodec<T.VfioDeviceFeatureMigState>({
@@ -1582,7 +1582,7 @@ export type VfioDeviceFeatureMigState = T.VfioDeviceFeatureMigState;
  *
  * `struct vfio_precopy_info` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioPrecopyInfo: StructCodec<T.VfioPrecopyInfo> = new StructCodec<T.VfioPrecopyInfo>({
   name: 'struct vfio_precopy_info',
@@ -1611,7 +1611,7 @@ export type VfioPrecopyInfo = T.VfioPrecopyInfo;
 /**
  * `struct vfio_device_low_power_entry_with_wakeup` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceLowPowerEntryWithWakeup: StructCodec<T.VfioDeviceLowPowerEntryWithWakeup> =
   new StructCodec<T.VfioDeviceLowPowerEntryWithWakeup>({
@@ -1633,7 +1633,7 @@ export type VfioDeviceLowPowerEntryWithWakeup = T.VfioDeviceLowPowerEntryWithWak
 /**
  * `struct vfio_device_feature_dma_logging_control` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingControl: StructCodec<T.VfioDeviceFeatureDmaLoggingControl> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingControl>({
@@ -1662,7 +1662,7 @@ export type VfioDeviceFeatureDmaLoggingControl = T.VfioDeviceFeatureDmaLoggingCo
 /**
  * `struct vfio_device_feature_dma_logging_range` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingRange: StructCodec<T.VfioDeviceFeatureDmaLoggingRange> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingRange>({
@@ -1684,7 +1684,7 @@ export type VfioDeviceFeatureDmaLoggingRange = T.VfioDeviceFeatureDmaLoggingRang
 /**
  * `struct vfio_device_feature_dma_logging_report` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingReport: StructCodec<T.VfioDeviceFeatureDmaLoggingReport> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingReport>({
@@ -1713,7 +1713,7 @@ export type VfioDeviceFeatureDmaLoggingReport = T.VfioDeviceFeatureDmaLoggingRep
 /**
  * `struct vfio_device_feature_mig_data_size` on ppc64, s390x: 8 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceFeatureMigDataSize: StructCodec<T.VfioDeviceFeatureMigDataSize> =
   new StructCodec<T.VfioDeviceFeatureMigDataSize>({
@@ -1738,7 +1738,7 @@ export type VfioDeviceFeatureMigDataSize = T.VfioDeviceFeatureMigDataSize;
 /**
  * `struct vfio_device_feature_bus_master` on ppc64, s390x: 4 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceFeatureBusMaster: StructCodec<T.VfioDeviceFeatureBusMaster> =
   new StructCodec<T.VfioDeviceFeatureBusMaster>({
@@ -1761,7 +1761,7 @@ export type VfioDeviceFeatureBusMaster = T.VfioDeviceFeatureBusMaster;
  *
  * `struct vfio_iommu_type1_info` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1Info: StructCodec<T.VfioIommuType1Info> = new StructCodec<T.VfioIommuType1Info>({
   name: 'struct vfio_iommu_type1_info',
@@ -1792,7 +1792,7 @@ export type VfioIommuType1Info = T.VfioIommuType1Info;
 /**
  * `struct vfio_iova_range` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIovaRange: StructCodec<T.VfioIovaRange> = new StructCodec<T.VfioIovaRange>({
   name: 'struct vfio_iova_range',
@@ -1813,7 +1813,7 @@ export type VfioIovaRange = T.VfioIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_iova_range` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapIovaRange: StructCodec<T.VfioIommuType1InfoCapIovaRange> =
   new StructCodec<T.VfioIommuType1InfoCapIovaRange>({
@@ -1873,7 +1873,7 @@ export type VfioIommuType1InfoCapIovaRange = T.VfioIommuType1InfoCapIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_migration` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapMigration: StructCodec<T.VfioIommuType1InfoCapMigration> =
   new StructCodec<T.VfioIommuType1InfoCapMigration>({
@@ -1930,7 +1930,7 @@ export type VfioIommuType1InfoCapMigration = T.VfioIommuType1InfoCapMigration;
 /**
  * `struct vfio_iommu_type1_info_dma_avail` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoDmaAvail: StructCodec<T.VfioIommuType1InfoDmaAvail> =
   new StructCodec<T.VfioIommuType1InfoDmaAvail>({
@@ -1960,7 +1960,7 @@ export type VfioIommuType1InfoDmaAvail = T.VfioIommuType1InfoDmaAvail;
  *
  * `struct vfio_iommu_type1_dma_map` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaMap: StructCodec<T.VfioIommuType1DmaMap> = new StructCodec<T.VfioIommuType1DmaMap>({
   name: 'struct vfio_iommu_type1_dma_map',
@@ -1991,7 +1991,7 @@ export type VfioIommuType1DmaMap = T.VfioIommuType1DmaMap;
 /**
  * `struct vfio_bitmap` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioBitmap: StructCodec<T.VfioBitmap> = new StructCodec<T.VfioBitmap>({
   name: 'struct vfio_bitmap',
@@ -2019,7 +2019,7 @@ export type VfioBitmap = T.VfioBitmap;
  *
  * `struct vfio_iommu_type1_dma_unmap` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaUnmap: StructCodec<T.VfioIommuType1DmaUnmap> = new StructCodec<T.VfioIommuType1DmaUnmap>({
   name: 'struct vfio_iommu_type1_dma_unmap',
@@ -2056,7 +2056,7 @@ export type VfioIommuType1DmaUnmap = T.VfioIommuType1DmaUnmap;
  *
  * `struct vfio_iommu_type1_dirty_bitmap` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmap: StructCodec<T.VfioIommuType1DirtyBitmap> =
   new StructCodec<T.VfioIommuType1DirtyBitmap>({
@@ -2085,7 +2085,7 @@ export type VfioIommuType1DirtyBitmap = T.VfioIommuType1DirtyBitmap;
 /**
  * `struct vfio_iommu_type1_dirty_bitmap_get` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmapGet: StructCodec<T.VfioIommuType1DirtyBitmapGet> =
   new StructCodec<T.VfioIommuType1DirtyBitmapGet>({
@@ -2119,7 +2119,7 @@ export type VfioIommuType1DirtyBitmapGet = T.VfioIommuType1DirtyBitmapGet;
 /**
  * `struct vfio_iommu_spapr_tce_ddw_info` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceDdwInfo: StructCodec<T.VfioIommuSpaprTceDdwInfo> =
   new StructCodec<T.VfioIommuSpaprTceDdwInfo>({
@@ -2150,7 +2150,7 @@ export type VfioIommuSpaprTceDdwInfo = T.VfioIommuSpaprTceDdwInfo;
 /**
  * `struct vfio_iommu_spapr_tce_info` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceInfo: StructCodec<T.VfioIommuSpaprTceInfo> = new StructCodec<T.VfioIommuSpaprTceInfo>({
   name: 'struct vfio_iommu_spapr_tce_info',
@@ -2210,7 +2210,7 @@ export type VfioIommuSpaprTceInfo = T.VfioIommuSpaprTceInfo;
 /**
  * `struct vfio_eeh_pe_err` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeErr: StructCodec<T.VfioEehPeErr> = new StructCodec<T.VfioEehPeErr>({
   name: 'struct vfio_eeh_pe_err',
@@ -2238,7 +2238,7 @@ export type VfioEehPeErr = T.VfioEehPeErr;
 /**
  * `struct vfio_eeh_pe_op` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeOp: StructCodec<T.VfioEehPeOp> = new StructCodec<T.VfioEehPeOp>({
   name: 'struct vfio_eeh_pe_op',
@@ -2281,7 +2281,7 @@ export type VfioEehPeOp = T.VfioEehPeOp;
  *
  * `struct vfio_iommu_spapr_register_memory` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprRegisterMemory: StructCodec<T.VfioIommuSpaprRegisterMemory> =
   new StructCodec<T.VfioIommuSpaprRegisterMemory>({
@@ -2313,7 +2313,7 @@ export type VfioIommuSpaprRegisterMemory = T.VfioIommuSpaprRegisterMemory;
  *
  * `struct vfio_iommu_spapr_tce_create` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceCreate: StructCodec<T.VfioIommuSpaprTceCreate> =
   new StructCodec<T.VfioIommuSpaprTceCreate>({
@@ -2362,7 +2362,7 @@ export type VfioIommuSpaprTceCreate = T.VfioIommuSpaprTceCreate;
  *
  * `struct vfio_iommu_spapr_tce_remove` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceRemove: StructCodec<T.VfioIommuSpaprTceRemove> =
   new StructCodec<T.VfioIommuSpaprTceRemove>({
@@ -2390,7 +2390,7 @@ export type VfioIommuSpaprTceRemove = T.VfioIommuSpaprTceRemove;
 /**
  * `struct iommu_test_cmd` on ppc64, s390x: 72 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuTestCmd: StructCodec<T.IommuTestCmd> = new StructCodec<T.IommuTestCmd>({
   name: 'struct iommu_test_cmd',
@@ -2702,7 +2702,7 @@ export type IommuTestCmd = T.IommuTestCmd;
 /**
  * `struct iommu_test_hw_info` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuTestHwInfo: StructCodec<T.IommuTestHwInfo> = new StructCodec<T.IommuTestHwInfo>({
   name: 'struct iommu_test_hw_info',
@@ -2723,7 +2723,7 @@ export type IommuTestHwInfo = T.IommuTestHwInfo;
 /**
  * `struct iommu_hwpt_selftest` on ppc64, s390x: 4 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptSelftest: StructCodec<T.IommuHwptSelftest> = new StructCodec<T.IommuHwptSelftest>({
   name: 'struct iommu_hwpt_selftest',
@@ -2745,7 +2745,7 @@ export type IommuHwptSelftest = T.IommuHwptSelftest;
  *
  * `struct iommu_hwpt_invalidate_selftest` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptInvalidateSelftest: StructCodec<T.IommuHwptInvalidateSelftest> =
   new StructCodec<T.IommuHwptInvalidateSelftest>({

@@ -21,7 +21,7 @@ import type * as T from '../types.js';
  *
  * `struct iommu_destroy` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuDestroy: StructCodec<T.IommuDestroy> = new StructCodec<T.IommuDestroy>({
   name: 'struct iommu_destroy',
@@ -45,7 +45,7 @@ export type IommuDestroy = T.IommuDestroy;
  *
  * `struct iommu_ioas_alloc` on arm: 12 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasAlloc: StructCodec<T.IommuIoasAlloc> = new StructCodec<T.IommuIoasAlloc>({
   name: 'struct iommu_ioas_alloc',
@@ -70,7 +70,7 @@ export type IommuIoasAlloc = T.IommuIoasAlloc;
  *
  * `struct iommu_iova_range` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIovaRange: StructCodec<T.IommuIovaRange> = new StructCodec<T.IommuIovaRange>({
   name: 'struct iommu_iova_range',
@@ -93,7 +93,7 @@ export type IommuIovaRange = T.IommuIovaRange;
  *
  * `struct iommu_ioas_iova_ranges` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasIovaRanges: StructCodec<T.IommuIoasIovaRanges> = new StructCodec<T.IommuIoasIovaRanges>({
   name: 'struct iommu_ioas_iova_ranges',
@@ -128,7 +128,7 @@ export type IommuIoasIovaRanges = T.IommuIoasIovaRanges;
  *
  * `struct iommu_ioas_allow_iovas` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasAllowIovas: StructCodec<T.IommuIoasAllowIovas> = new StructCodec<T.IommuIoasAllowIovas>({
   name: 'struct iommu_ioas_allow_iovas',
@@ -161,7 +161,7 @@ export type IommuIoasAllowIovas = T.IommuIoasAllowIovas;
  *
  * `struct iommu_ioas_map` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasMap: StructCodec<T.IommuIoasMap> = new StructCodec<T.IommuIoasMap>({
   name: 'struct iommu_ioas_map',
@@ -198,7 +198,7 @@ export type IommuIoasMap = T.IommuIoasMap;
  *
  * `struct iommu_ioas_map_file` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuIoasMapFile: StructCodec<T.IommuIoasMapFile> = new StructCodec<T.IommuIoasMapFile>({
   name: 'struct iommu_ioas_map_file',
@@ -235,7 +235,7 @@ export type IommuIoasMapFile = T.IommuIoasMapFile;
  *
  * `struct iommu_ioas_copy` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasCopy: StructCodec<T.IommuIoasCopy> = new StructCodec<T.IommuIoasCopy>({
   name: 'struct iommu_ioas_copy',
@@ -272,7 +272,7 @@ export type IommuIoasCopy = T.IommuIoasCopy;
  *
  * `struct iommu_ioas_unmap` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasUnmap: StructCodec<T.IommuIoasUnmap> = new StructCodec<T.IommuIoasUnmap>({
   name: 'struct iommu_ioas_unmap',
@@ -303,7 +303,7 @@ export type IommuIoasUnmap = T.IommuIoasUnmap;
  *
  * `struct iommu_option` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuOption: StructCodec<T.IommuOption> = new StructCodec<T.IommuOption>({
   name: 'struct iommu_option',
@@ -338,7 +338,7 @@ export type IommuOption = T.IommuOption;
  *
  * `struct iommu_vfio_ioas` on arm: 12 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuVfioIoas: StructCodec<T.IommuVfioIoas> = new StructCodec<T.IommuVfioIoas>({
   name: 'struct iommu_vfio_ioas',
@@ -369,7 +369,7 @@ export type IommuVfioIoas = T.IommuVfioIoas;
  *
  * `struct iommu_hwpt_vtd_s1` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptVtdS1: StructCodec<T.IommuHwptVtdS1> = new StructCodec<T.IommuHwptVtdS1>({
   name: 'struct iommu_hwpt_vtd_s1',
@@ -399,7 +399,7 @@ export type IommuHwptVtdS1 = T.IommuHwptVtdS1;
  *
  * `struct iommu_hwpt_arm_smmuv3` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwptArmSmmuv3: StructCodec<T.IommuHwptArmSmmuv3> = new StructCodec<T.IommuHwptArmSmmuv3>({
   name: 'struct iommu_hwpt_arm_smmuv3',
@@ -427,7 +427,7 @@ export type IommuHwptArmSmmuv3 = T.IommuHwptArmSmmuv3;
  *
  * `struct iommu_hwpt_amd_guest` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwptAmdGuest: StructCodec<T.IommuHwptAmdGuest> = new StructCodec<T.IommuHwptAmdGuest>({
   name: 'struct iommu_hwpt_amd_guest',
@@ -455,7 +455,7 @@ export type IommuHwptAmdGuest = T.IommuHwptAmdGuest;
  *
  * `struct iommu_hwpt_alloc` on arm: 48 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptAlloc: StructCodec<T.IommuHwptAlloc> = new StructCodec<T.IommuHwptAlloc>({
   name: 'struct iommu_hwpt_alloc',
@@ -524,7 +524,7 @@ export type IommuHwptAlloc = T.IommuHwptAlloc;
  *
  * `struct iommu_hw_info_vtd` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwInfoVtd: StructCodec<T.IommuHwInfoVtd> = new StructCodec<T.IommuHwInfoVtd>({
   name: 'struct iommu_hw_info_vtd',
@@ -554,7 +554,7 @@ export type IommuHwInfoVtd = T.IommuHwInfoVtd;
  *
  * `struct iommu_hw_info_arm_smmuv3` on arm: 40 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwInfoArmSmmuv3: StructCodec<T.IommuHwInfoArmSmmuv3> = new StructCodec<T.IommuHwInfoArmSmmuv3>({
   name: 'struct iommu_hw_info_arm_smmuv3',
@@ -592,7 +592,7 @@ export type IommuHwInfoArmSmmuv3 = T.IommuHwInfoArmSmmuv3;
  *
  * `struct iommu_hw_info_tegra241_cmdqv` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwInfoTegra241Cmdqv: StructCodec<T.IommuHwInfoTegra241Cmdqv> =
   new StructCodec<T.IommuHwInfoTegra241Cmdqv>({
@@ -625,7 +625,7 @@ export type IommuHwInfoTegra241Cmdqv = T.IommuHwInfoTegra241Cmdqv;
  *
  * `struct iommu_hw_info_amd` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwInfoAmd: StructCodec<T.IommuHwInfoAmd> = new StructCodec<T.IommuHwInfoAmd>({
   name: 'struct iommu_hw_info_amd',
@@ -648,7 +648,7 @@ export type IommuHwInfoAmd = T.IommuHwInfoAmd;
  *
  * `struct iommu_hw_info` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwInfo: StructCodec<T.IommuHwInfo> = new StructCodec<T.IommuHwInfo>({
   name: 'struct iommu_hw_info',
@@ -716,7 +716,7 @@ export type IommuHwInfo = T.IommuHwInfo;
  *
  * `struct iommu_hwpt_set_dirty_tracking` on arm: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptSetDirtyTracking: StructCodec<T.IommuHwptSetDirtyTracking> =
   new StructCodec<T.IommuHwptSetDirtyTracking>({
@@ -748,7 +748,7 @@ export type IommuHwptSetDirtyTracking = T.IommuHwptSetDirtyTracking;
  *
  * `struct iommu_hwpt_get_dirty_bitmap` on arm: 48 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptGetDirtyBitmap: StructCodec<T.IommuHwptGetDirtyBitmap> =
   new StructCodec<T.IommuHwptGetDirtyBitmap>({
@@ -788,7 +788,7 @@ export type IommuHwptGetDirtyBitmap = T.IommuHwptGetDirtyBitmap;
  *
  * `struct iommu_hwpt_vtd_s1_invalidate` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptVtdS1Invalidate: StructCodec<T.IommuHwptVtdS1Invalidate> =
   new StructCodec<T.IommuHwptVtdS1Invalidate>({
@@ -819,7 +819,7 @@ export type IommuHwptVtdS1Invalidate = T.IommuHwptVtdS1Invalidate;
  *
  * `struct iommu_viommu_arm_smmuv3_invalidate` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuArmSmmuv3Invalidate: StructCodec<T.IommuViommuArmSmmuv3Invalidate> =
   new StructCodec<T.IommuViommuArmSmmuv3Invalidate>({
@@ -848,7 +848,7 @@ export type IommuViommuArmSmmuv3Invalidate = T.IommuViommuArmSmmuv3Invalidate;
  *
  * `struct iommu_hwpt_invalidate` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptInvalidate: StructCodec<T.IommuHwptInvalidate> = new StructCodec<T.IommuHwptInvalidate>({
   name: 'struct iommu_hwpt_invalidate',
@@ -885,7 +885,7 @@ export type IommuHwptInvalidate = T.IommuHwptInvalidate;
  *
  * `struct iommu_hwpt_pgfault` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptPgfault: StructCodec<T.IommuHwptPgfault> = new StructCodec<T.IommuHwptPgfault>({
   name: 'struct iommu_hwpt_pgfault',
@@ -925,7 +925,7 @@ export type IommuHwptPgfault = T.IommuHwptPgfault;
  *
  * `struct iommu_hwpt_page_response` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptPageResponse: StructCodec<T.IommuHwptPageResponse> = new StructCodec<T.IommuHwptPageResponse>({
   name: 'struct iommu_hwpt_page_response',
@@ -948,7 +948,7 @@ export type IommuHwptPageResponse = T.IommuHwptPageResponse;
  *
  * `struct iommu_fault_alloc` on arm: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuFaultAlloc: StructCodec<T.IommuFaultAlloc> = new StructCodec<T.IommuFaultAlloc>({
   name: 'struct iommu_fault_alloc',
@@ -979,7 +979,7 @@ export type IommuFaultAlloc = T.IommuFaultAlloc;
  *
  * `struct iommu_viommu_tegra241_cmdqv` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuTegra241Cmdqv: StructCodec<T.IommuViommuTegra241Cmdqv> =
   new StructCodec<T.IommuViommuTegra241Cmdqv>({
@@ -1011,7 +1011,7 @@ export type IommuViommuTegra241Cmdqv = T.IommuViommuTegra241Cmdqv;
  *
  * `struct iommu_viommu_alloc` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuAlloc: StructCodec<T.IommuViommuAlloc> = new StructCodec<T.IommuViommuAlloc>({
   name: 'struct iommu_viommu_alloc',
@@ -1072,7 +1072,7 @@ export type IommuViommuAlloc = T.IommuViommuAlloc;
  *
  * `struct iommu_vdevice_alloc` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuVdeviceAlloc: StructCodec<T.IommuVdeviceAlloc> = new StructCodec<T.IommuVdeviceAlloc>({
   name: 'struct iommu_vdevice_alloc',
@@ -1105,7 +1105,7 @@ export type IommuVdeviceAlloc = T.IommuVdeviceAlloc;
  *
  * `struct iommu_ioas_change_process` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuIoasChangeProcess: StructCodec<T.IommuIoasChangeProcess> = new StructCodec<T.IommuIoasChangeProcess>({
   name: 'struct iommu_ioas_change_process',
@@ -1129,7 +1129,7 @@ export type IommuIoasChangeProcess = T.IommuIoasChangeProcess;
  *
  * `struct iommufd_vevent_header` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommufdVeventHeader: StructCodec<T.IommufdVeventHeader> = new StructCodec<T.IommufdVeventHeader>({
   name: 'struct iommufd_vevent_header',
@@ -1152,7 +1152,7 @@ export type IommufdVeventHeader = T.IommufdVeventHeader;
  *
  * `struct iommu_vevent_arm_smmuv3` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuVeventArmSmmuv3: StructCodec<T.IommuVeventArmSmmuv3> = new StructCodec<T.IommuVeventArmSmmuv3>({
   name: 'struct iommu_vevent_arm_smmuv3',
@@ -1180,7 +1180,7 @@ export type IommuVeventArmSmmuv3 = T.IommuVeventArmSmmuv3;
  *
  * `struct iommu_vevent_tegra241_cmdqv` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuVeventTegra241Cmdqv: StructCodec<T.IommuVeventTegra241Cmdqv> =
   new StructCodec<T.IommuVeventTegra241Cmdqv>({
@@ -1210,7 +1210,7 @@ export type IommuVeventTegra241Cmdqv = T.IommuVeventTegra241Cmdqv;
  *
  * `struct iommu_veventq_alloc` on arm: 32 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuVeventqAlloc: StructCodec<T.IommuVeventqAlloc> = new StructCodec<T.IommuVeventqAlloc>({
   name: 'struct iommu_veventq_alloc',
@@ -1267,7 +1267,7 @@ export type IommuVeventqAlloc = T.IommuVeventqAlloc;
  *
  * `struct iommu_hw_queue_alloc` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwQueueAlloc: StructCodec<T.IommuHwQueueAlloc> = new StructCodec<T.IommuHwQueueAlloc>({
   name: 'struct iommu_hw_queue_alloc',
@@ -1313,7 +1313,7 @@ export type IommuHwQueueAlloc = T.IommuHwQueueAlloc;
 /**
  * `struct vfio_info_cap_header` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioInfoCapHeader: StructCodec<T.VfioInfoCapHeader> = new StructCodec<T.VfioInfoCapHeader>({
   name: 'struct vfio_info_cap_header',
@@ -1337,7 +1337,7 @@ export type VfioInfoCapHeader = T.VfioInfoCapHeader;
  *
  * `struct vfio_group_status` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioGroupStatus: StructCodec<T.VfioGroupStatus> = new StructCodec<T.VfioGroupStatus>({
   name: 'struct vfio_group_status',
@@ -1361,7 +1361,7 @@ export type VfioGroupStatus = T.VfioGroupStatus;
  *
  * `struct vfio_device_info` on arm: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceInfo: StructCodec<T.VfioDeviceInfo> = new StructCodec<T.VfioDeviceInfo>({
   name: 'struct vfio_device_info',
@@ -1394,7 +1394,7 @@ export type VfioDeviceInfo = T.VfioDeviceInfo;
 /**
  * `struct vfio_device_info_cap_pci_atomic_comp` on arm: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceInfoCapPciAtomicComp: StructCodec<T.VfioDeviceInfoCapPciAtomicComp> =
   new StructCodec<T.VfioDeviceInfoCapPciAtomicComp>({
@@ -1426,7 +1426,7 @@ export type VfioDeviceInfoCapPciAtomicComp = T.VfioDeviceInfoCapPciAtomicComp;
  *
  * `struct vfio_region_info` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfo: StructCodec<T.VfioRegionInfo> = new StructCodec<T.VfioRegionInfo>({
   name: 'struct vfio_region_info',
@@ -1459,7 +1459,7 @@ export type VfioRegionInfo = T.VfioRegionInfo;
 /**
  * `struct vfio_region_sparse_mmap_area` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionSparseMmapArea: StructCodec<T.VfioRegionSparseMmapArea> =
   new StructCodec<T.VfioRegionSparseMmapArea>({
@@ -1481,7 +1481,7 @@ export type VfioRegionSparseMmapArea = T.VfioRegionSparseMmapArea;
 /**
  * `struct vfio_region_info_cap_sparse_mmap` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapSparseMmap: StructCodec<T.VfioRegionInfoCapSparseMmap> =
   new StructCodec<T.VfioRegionInfoCapSparseMmap>({
@@ -1525,7 +1525,7 @@ export type VfioRegionInfoCapSparseMmap = T.VfioRegionInfoCapSparseMmap;
 /**
  * `struct vfio_region_info_cap_type` on arm: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapType: StructCodec<T.VfioRegionInfoCapType> = new StructCodec<T.VfioRegionInfoCapType>({
   name: 'struct vfio_region_info_cap_type',
@@ -1556,7 +1556,7 @@ export type VfioRegionInfoCapType = T.VfioRegionInfoCapType;
  *
  * `struct vfio_region_gfx_edid` on arm: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionGfxEdid: StructCodec<T.VfioRegionGfxEdid> = new StructCodec<T.VfioRegionGfxEdid>({
   name: 'struct vfio_region_gfx_edid',
@@ -1588,7 +1588,7 @@ export type VfioRegionGfxEdid = T.VfioRegionGfxEdid;
 /**
  * `struct vfio_device_migration_info` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceMigrationInfo: StructCodec<T.VfioDeviceMigrationInfo> =
   new StructCodec<T.VfioDeviceMigrationInfo>({
@@ -1619,7 +1619,7 @@ export type VfioDeviceMigrationInfo = T.VfioDeviceMigrationInfo;
 /**
  * `struct vfio_region_info_cap_nvlink2_ssatgt` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Ssatgt: StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt>({
@@ -1647,7 +1647,7 @@ export type VfioRegionInfoCapNvlink2Ssatgt = T.VfioRegionInfoCapNvlink2Ssatgt;
 /**
  * `struct vfio_region_info_cap_nvlink2_lnkspd` on arm: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Lnkspd: StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd>({
@@ -1679,7 +1679,7 @@ export type VfioRegionInfoCapNvlink2Lnkspd = T.VfioRegionInfoCapNvlink2Lnkspd;
  *
  * `struct vfio_irq_info` on arm: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqInfo: StructCodec<T.VfioIrqInfo> = new StructCodec<T.VfioIrqInfo>({
   name: 'struct vfio_irq_info',
@@ -1710,7 +1710,7 @@ export type VfioIrqInfo = T.VfioIrqInfo;
  *
  * `struct vfio_irq_set` on arm: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqSet: StructCodec<T.VfioIrqSet> = new StructCodec<T.VfioIrqSet>({
   name: 'struct vfio_irq_set',
@@ -1749,7 +1749,7 @@ export type VfioIrqSet = T.VfioIrqSet;
  *
  * `struct vfio_pci_dependent_device` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciDependentDevice: StructCodec<T.VfioPciDependentDevice> = new StructCodec<T.VfioPciDependentDevice>({
   name: 'struct vfio_pci_dependent_device',
@@ -1781,7 +1781,7 @@ export type VfioPciDependentDevice = T.VfioPciDependentDevice;
 /**
  * `struct vfio_pci_hot_reset_info` on arm: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotResetInfo: StructCodec<T.VfioPciHotResetInfo> = new StructCodec<T.VfioPciHotResetInfo>({
   name: 'struct vfio_pci_hot_reset_info',
@@ -1822,7 +1822,7 @@ export type VfioPciHotResetInfo = T.VfioPciHotResetInfo;
  *
  * `struct vfio_pci_hot_reset` on arm: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotReset: StructCodec<T.VfioPciHotReset> = new StructCodec<T.VfioPciHotReset>({
   name: 'struct vfio_pci_hot_reset',
@@ -1862,7 +1862,7 @@ export type VfioPciHotReset = T.VfioPciHotReset;
  *
  * `struct vfio_device_gfx_plane_info` on arm: 64 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceGfxPlaneInfo: StructCodec<T.VfioDeviceGfxPlaneInfo> = new StructCodec<T.VfioDeviceGfxPlaneInfo>({
   name: 'struct vfio_device_gfx_plane_info',
@@ -1954,7 +1954,7 @@ export type VfioDeviceGfxPlaneInfo = T.VfioDeviceGfxPlaneInfo;
  *
  * `struct vfio_device_ioeventfd` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceIoeventfd: StructCodec<T.VfioDeviceIoeventfd> = new StructCodec<T.VfioDeviceIoeventfd>({
   name: 'struct vfio_device_ioeventfd',
@@ -1989,7 +1989,7 @@ export type VfioDeviceIoeventfd = T.VfioDeviceIoeventfd;
  *
  * `struct vfio_device_feature` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceFeature: StructCodec<T.VfioDeviceFeature> = new StructCodec<T.VfioDeviceFeature>({
   name: 'struct vfio_device_feature',
@@ -2018,7 +2018,7 @@ export type VfioDeviceFeature = T.VfioDeviceFeature;
  *
  * `struct vfio_device_bind_iommufd` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceBindIommufd: StructCodec<T.VfioDeviceBindIommufd> = new StructCodec<T.VfioDeviceBindIommufd>({
   name: 'struct vfio_device_bind_iommufd',
@@ -2051,7 +2051,7 @@ export type VfioDeviceBindIommufd = T.VfioDeviceBindIommufd;
  *
  * `struct vfio_device_attach_iommufd_pt` on arm: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceAttachIommufdPt: StructCodec<T.VfioDeviceAttachIommufdPt> =
   new StructCodec<T.VfioDeviceAttachIommufdPt>({
@@ -2083,7 +2083,7 @@ export type VfioDeviceAttachIommufdPt = T.VfioDeviceAttachIommufdPt;
  *
  * `struct vfio_device_detach_iommufd_pt` on arm: 12 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceDetachIommufdPt: StructCodec<T.VfioDeviceDetachIommufdPt> =
   new StructCodec<T.VfioDeviceDetachIommufdPt>({
@@ -2107,7 +2107,7 @@ export type VfioDeviceDetachIommufdPt = T.VfioDeviceDetachIommufdPt;
 /**
  * `struct vfio_device_feature_migration` on arm: 8 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureMigration: StructCodec<T.VfioDeviceFeatureMigration> =
   new StructCodec<T.VfioDeviceFeatureMigration>({
@@ -2128,7 +2128,7 @@ export type VfioDeviceFeatureMigration = T.VfioDeviceFeatureMigration;
 /**
  * `struct vfio_device_feature_mig_state` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureMigState: StructCodec<T.VfioDeviceFeatureMigState> =
   new StructCodec<T.VfioDeviceFeatureMigState>({
@@ -2152,7 +2152,7 @@ export type VfioDeviceFeatureMigState = T.VfioDeviceFeatureMigState;
  *
  * `struct vfio_precopy_info` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioPrecopyInfo: StructCodec<T.VfioPrecopyInfo> = new StructCodec<T.VfioPrecopyInfo>({
   name: 'struct vfio_precopy_info',
@@ -2181,7 +2181,7 @@ export type VfioPrecopyInfo = T.VfioPrecopyInfo;
 /**
  * `struct vfio_device_low_power_entry_with_wakeup` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceLowPowerEntryWithWakeup: StructCodec<T.VfioDeviceLowPowerEntryWithWakeup> =
   new StructCodec<T.VfioDeviceLowPowerEntryWithWakeup>({
@@ -2203,7 +2203,7 @@ export type VfioDeviceLowPowerEntryWithWakeup = T.VfioDeviceLowPowerEntryWithWak
 /**
  * `struct vfio_device_feature_dma_logging_control` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingControl: StructCodec<T.VfioDeviceFeatureDmaLoggingControl> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingControl>({
@@ -2232,7 +2232,7 @@ export type VfioDeviceFeatureDmaLoggingControl = T.VfioDeviceFeatureDmaLoggingCo
 /**
  * `struct vfio_device_feature_dma_logging_range` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingRange: StructCodec<T.VfioDeviceFeatureDmaLoggingRange> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingRange>({
@@ -2254,7 +2254,7 @@ export type VfioDeviceFeatureDmaLoggingRange = T.VfioDeviceFeatureDmaLoggingRang
 /**
  * `struct vfio_device_feature_dma_logging_report` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingReport: StructCodec<T.VfioDeviceFeatureDmaLoggingReport> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingReport>({
@@ -2283,7 +2283,7 @@ export type VfioDeviceFeatureDmaLoggingReport = T.VfioDeviceFeatureDmaLoggingRep
 /**
  * `struct vfio_device_feature_mig_data_size` on arm: 8 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceFeatureMigDataSize: StructCodec<T.VfioDeviceFeatureMigDataSize> =
   new StructCodec<T.VfioDeviceFeatureMigDataSize>({
@@ -2304,7 +2304,7 @@ export type VfioDeviceFeatureMigDataSize = T.VfioDeviceFeatureMigDataSize;
 /**
  * `struct vfio_device_feature_bus_master` on arm: 4 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceFeatureBusMaster: StructCodec<T.VfioDeviceFeatureBusMaster> =
   new StructCodec<T.VfioDeviceFeatureBusMaster>({
@@ -2325,7 +2325,7 @@ export type VfioDeviceFeatureBusMaster = T.VfioDeviceFeatureBusMaster;
 /**
  * `struct vfio_region_dma_range` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const VfioRegionDmaRange: StructCodec<T.VfioRegionDmaRange> = new StructCodec<T.VfioRegionDmaRange>({
   name: 'struct vfio_region_dma_range',
@@ -2346,7 +2346,7 @@ export type VfioRegionDmaRange = T.VfioRegionDmaRange;
 /**
  * `struct vfio_device_feature_dma_buf` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const VfioDeviceFeatureDmaBuf: StructCodec<T.VfioDeviceFeatureDmaBuf> =
   new StructCodec<T.VfioDeviceFeatureDmaBuf>({
@@ -2391,7 +2391,7 @@ export type VfioDeviceFeatureDmaBuf = T.VfioDeviceFeatureDmaBuf;
  *
  * `struct vfio_iommu_type1_info` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1Info: StructCodec<T.VfioIommuType1Info> = new StructCodec<T.VfioIommuType1Info>({
   name: 'struct vfio_iommu_type1_info',
@@ -2422,7 +2422,7 @@ export type VfioIommuType1Info = T.VfioIommuType1Info;
 /**
  * `struct vfio_iova_range` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIovaRange: StructCodec<T.VfioIovaRange> = new StructCodec<T.VfioIovaRange>({
   name: 'struct vfio_iova_range',
@@ -2443,7 +2443,7 @@ export type VfioIovaRange = T.VfioIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_iova_range` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapIovaRange: StructCodec<T.VfioIommuType1InfoCapIovaRange> =
   new StructCodec<T.VfioIommuType1InfoCapIovaRange>({
@@ -2503,7 +2503,7 @@ export type VfioIommuType1InfoCapIovaRange = T.VfioIommuType1InfoCapIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_migration` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapMigration: StructCodec<T.VfioIommuType1InfoCapMigration> =
   new StructCodec<T.VfioIommuType1InfoCapMigration>({
@@ -2560,7 +2560,7 @@ export type VfioIommuType1InfoCapMigration = T.VfioIommuType1InfoCapMigration;
 /**
  * `struct vfio_iommu_type1_info_dma_avail` on arm: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoDmaAvail: StructCodec<T.VfioIommuType1InfoDmaAvail> =
   new StructCodec<T.VfioIommuType1InfoDmaAvail>({
@@ -2590,7 +2590,7 @@ export type VfioIommuType1InfoDmaAvail = T.VfioIommuType1InfoDmaAvail;
  *
  * `struct vfio_iommu_type1_dma_map` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaMap: StructCodec<T.VfioIommuType1DmaMap> = new StructCodec<T.VfioIommuType1DmaMap>({
   name: 'struct vfio_iommu_type1_dma_map',
@@ -2621,7 +2621,7 @@ export type VfioIommuType1DmaMap = T.VfioIommuType1DmaMap;
 /**
  * `struct vfio_bitmap` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioBitmap: StructCodec<T.VfioBitmap> = new StructCodec<T.VfioBitmap>({
   name: 'struct vfio_bitmap',
@@ -2650,7 +2650,7 @@ export type VfioBitmap = T.VfioBitmap;
  *
  * `struct vfio_iommu_type1_dma_unmap` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaUnmap: StructCodec<T.VfioIommuType1DmaUnmap> = new StructCodec<T.VfioIommuType1DmaUnmap>({
   name: 'struct vfio_iommu_type1_dma_unmap',
@@ -2687,7 +2687,7 @@ export type VfioIommuType1DmaUnmap = T.VfioIommuType1DmaUnmap;
  *
  * `struct vfio_iommu_type1_dirty_bitmap` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmap: StructCodec<T.VfioIommuType1DirtyBitmap> =
   new StructCodec<T.VfioIommuType1DirtyBitmap>({
@@ -2716,7 +2716,7 @@ export type VfioIommuType1DirtyBitmap = T.VfioIommuType1DirtyBitmap;
 /**
  * `struct vfio_iommu_type1_dirty_bitmap_get` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmapGet: StructCodec<T.VfioIommuType1DirtyBitmapGet> =
   new StructCodec<T.VfioIommuType1DirtyBitmapGet>({
@@ -2751,7 +2751,7 @@ export type VfioIommuType1DirtyBitmapGet = T.VfioIommuType1DirtyBitmapGet;
 /**
  * `struct vfio_iommu_spapr_tce_ddw_info` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceDdwInfo: StructCodec<T.VfioIommuSpaprTceDdwInfo> =
   new StructCodec<T.VfioIommuSpaprTceDdwInfo>({
@@ -2782,7 +2782,7 @@ export type VfioIommuSpaprTceDdwInfo = T.VfioIommuSpaprTceDdwInfo;
 /**
  * `struct vfio_iommu_spapr_tce_info` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceInfo: StructCodec<T.VfioIommuSpaprTceInfo> = new StructCodec<T.VfioIommuSpaprTceInfo>({
   name: 'struct vfio_iommu_spapr_tce_info',
@@ -2842,7 +2842,7 @@ export type VfioIommuSpaprTceInfo = T.VfioIommuSpaprTceInfo;
 /**
  * `struct vfio_eeh_pe_err` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeErr: StructCodec<T.VfioEehPeErr> = new StructCodec<T.VfioEehPeErr>({
   name: 'struct vfio_eeh_pe_err',
@@ -2870,7 +2870,7 @@ export type VfioEehPeErr = T.VfioEehPeErr;
 /**
  * `struct vfio_eeh_pe_op` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeOp: StructCodec<T.VfioEehPeOp> = new StructCodec<T.VfioEehPeOp>({
   name: 'struct vfio_eeh_pe_op',
@@ -2913,7 +2913,7 @@ export type VfioEehPeOp = T.VfioEehPeOp;
  *
  * `struct vfio_iommu_spapr_register_memory` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprRegisterMemory: StructCodec<T.VfioIommuSpaprRegisterMemory> =
   new StructCodec<T.VfioIommuSpaprRegisterMemory>({
@@ -2945,7 +2945,7 @@ export type VfioIommuSpaprRegisterMemory = T.VfioIommuSpaprRegisterMemory;
  *
  * `struct vfio_iommu_spapr_tce_create` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceCreate: StructCodec<T.VfioIommuSpaprTceCreate> =
   new StructCodec<T.VfioIommuSpaprTceCreate>({
@@ -2994,7 +2994,7 @@ export type VfioIommuSpaprTceCreate = T.VfioIommuSpaprTceCreate;
  *
  * `struct vfio_iommu_spapr_tce_remove` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceRemove: StructCodec<T.VfioIommuSpaprTceRemove> =
   new StructCodec<T.VfioIommuSpaprTceRemove>({
@@ -3022,7 +3022,7 @@ export type VfioIommuSpaprTceRemove = T.VfioIommuSpaprTceRemove;
 /**
  * `struct iommu_test_cmd` on arm: 72 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuTestCmd: StructCodec<T.IommuTestCmd> = new StructCodec<T.IommuTestCmd>({
   name: 'struct iommu_test_cmd',
@@ -3424,7 +3424,7 @@ export type IommuTestCmd = T.IommuTestCmd;
 /**
  * `struct iommu_test_hw_info` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuTestHwInfo: StructCodec<T.IommuTestHwInfo> = new StructCodec<T.IommuTestHwInfo>({
   name: 'struct iommu_test_hw_info',
@@ -3445,7 +3445,7 @@ export type IommuTestHwInfo = T.IommuTestHwInfo;
 /**
  * `struct iommu_hwpt_selftest` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptSelftest: StructCodec<T.IommuHwptSelftest> = new StructCodec<T.IommuHwptSelftest>({
   name: 'struct iommu_hwpt_selftest',
@@ -3468,7 +3468,7 @@ export type IommuHwptSelftest = T.IommuHwptSelftest;
  *
  * `struct iommu_hwpt_invalidate_selftest` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptInvalidateSelftest: StructCodec<T.IommuHwptInvalidateSelftest> =
   new StructCodec<T.IommuHwptInvalidateSelftest>({
@@ -3492,7 +3492,7 @@ export type IommuHwptInvalidateSelftest = T.IommuHwptInvalidateSelftest;
  *
  * `struct iommu_viommu_selftest` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuSelftest: StructCodec<T.IommuViommuSelftest> = new StructCodec<T.IommuViommuSelftest>({
   name: 'struct iommu_viommu_selftest',
@@ -3522,7 +3522,7 @@ export type IommuViommuSelftest = T.IommuViommuSelftest;
  *
  * `struct iommu_viommu_invalidate_selftest` on arm: 12 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuInvalidateSelftest: StructCodec<T.IommuViommuInvalidateSelftest> =
   new StructCodec<T.IommuViommuInvalidateSelftest>({
@@ -3545,7 +3545,7 @@ export type IommuViommuInvalidateSelftest = T.IommuViommuInvalidateSelftest;
 /**
  * `struct iommu_viommu_event_selftest` on arm: 4 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuEventSelftest: StructCodec<T.IommuViommuEventSelftest> =
   new StructCodec<T.IommuViommuEventSelftest>({

@@ -20,7 +20,7 @@ import type * as T from '../types.js';
  *
  * `struct iommu_destroy` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuDestroy: StructCodec<T.IommuDestroy> = new StructCodec<T.IommuDestroy>({
   name: 'struct iommu_destroy',
@@ -44,7 +44,7 @@ export type IommuDestroy = T.IommuDestroy;
  *
  * `struct iommu_ioas_alloc` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasAlloc: StructCodec<T.IommuIoasAlloc> = new StructCodec<T.IommuIoasAlloc>({
   name: 'struct iommu_ioas_alloc',
@@ -69,7 +69,7 @@ export type IommuIoasAlloc = T.IommuIoasAlloc;
  *
  * `struct iommu_iova_range` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIovaRange: StructCodec<T.IommuIovaRange> = new StructCodec<T.IommuIovaRange>({
   name: 'struct iommu_iova_range',
@@ -92,7 +92,7 @@ export type IommuIovaRange = T.IommuIovaRange;
  *
  * `struct iommu_ioas_iova_ranges` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasIovaRanges: StructCodec<T.IommuIoasIovaRanges> = new StructCodec<T.IommuIoasIovaRanges>({
   name: 'struct iommu_ioas_iova_ranges',
@@ -127,7 +127,7 @@ export type IommuIoasIovaRanges = T.IommuIoasIovaRanges;
  *
  * `struct iommu_ioas_allow_iovas` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasAllowIovas: StructCodec<T.IommuIoasAllowIovas> = new StructCodec<T.IommuIoasAllowIovas>({
   name: 'struct iommu_ioas_allow_iovas',
@@ -160,7 +160,7 @@ export type IommuIoasAllowIovas = T.IommuIoasAllowIovas;
  *
  * `struct iommu_ioas_map` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasMap: StructCodec<T.IommuIoasMap> = new StructCodec<T.IommuIoasMap>({
   name: 'struct iommu_ioas_map',
@@ -197,7 +197,7 @@ export type IommuIoasMap = T.IommuIoasMap;
  *
  * `struct iommu_ioas_map_file` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuIoasMapFile: StructCodec<T.IommuIoasMapFile> = new StructCodec<T.IommuIoasMapFile>({
   name: 'struct iommu_ioas_map_file',
@@ -234,7 +234,7 @@ export type IommuIoasMapFile = T.IommuIoasMapFile;
  *
  * `struct iommu_ioas_copy` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasCopy: StructCodec<T.IommuIoasCopy> = new StructCodec<T.IommuIoasCopy>({
   name: 'struct iommu_ioas_copy',
@@ -271,7 +271,7 @@ export type IommuIoasCopy = T.IommuIoasCopy;
  *
  * `struct iommu_ioas_unmap` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuIoasUnmap: StructCodec<T.IommuIoasUnmap> = new StructCodec<T.IommuIoasUnmap>({
   name: 'struct iommu_ioas_unmap',
@@ -302,7 +302,7 @@ export type IommuIoasUnmap = T.IommuIoasUnmap;
  *
  * `struct iommu_option` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuOption: StructCodec<T.IommuOption> = new StructCodec<T.IommuOption>({
   name: 'struct iommu_option',
@@ -337,7 +337,7 @@ export type IommuOption = T.IommuOption;
  *
  * `struct iommu_vfio_ioas` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuVfioIoas: StructCodec<T.IommuVfioIoas> = new StructCodec<T.IommuVfioIoas>({
   name: 'struct iommu_vfio_ioas',
@@ -368,7 +368,7 @@ export type IommuVfioIoas = T.IommuVfioIoas;
  *
  * `struct iommu_hwpt_vtd_s1` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptVtdS1: StructCodec<T.IommuHwptVtdS1> = new StructCodec<T.IommuHwptVtdS1>({
   name: 'struct iommu_hwpt_vtd_s1',
@@ -398,7 +398,7 @@ export type IommuHwptVtdS1 = T.IommuHwptVtdS1;
  *
  * `struct iommu_hwpt_arm_smmuv3` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwptArmSmmuv3: StructCodec<T.IommuHwptArmSmmuv3> = new StructCodec<T.IommuHwptArmSmmuv3>({
   name: 'struct iommu_hwpt_arm_smmuv3',
@@ -426,7 +426,7 @@ export type IommuHwptArmSmmuv3 = T.IommuHwptArmSmmuv3;
  *
  * `struct iommu_hwpt_amd_guest` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwptAmdGuest: StructCodec<T.IommuHwptAmdGuest> = new StructCodec<T.IommuHwptAmdGuest>({
   name: 'struct iommu_hwpt_amd_guest',
@@ -454,7 +454,7 @@ export type IommuHwptAmdGuest = T.IommuHwptAmdGuest;
  *
  * `struct iommu_hwpt_alloc` on ppc64, s390x: 48 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptAlloc: StructCodec<T.IommuHwptAlloc> = new StructCodec<T.IommuHwptAlloc>({
   name: 'struct iommu_hwpt_alloc',
@@ -523,7 +523,7 @@ export type IommuHwptAlloc = T.IommuHwptAlloc;
  *
  * `struct iommu_hw_info_vtd` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwInfoVtd: StructCodec<T.IommuHwInfoVtd> = new StructCodec<T.IommuHwInfoVtd>({
   name: 'struct iommu_hw_info_vtd',
@@ -553,7 +553,7 @@ export type IommuHwInfoVtd = T.IommuHwInfoVtd;
  *
  * `struct iommu_hw_info_arm_smmuv3` on ppc64, s390x: 40 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwInfoArmSmmuv3: StructCodec<T.IommuHwInfoArmSmmuv3> = new StructCodec<T.IommuHwInfoArmSmmuv3>({
   name: 'struct iommu_hw_info_arm_smmuv3',
@@ -591,7 +591,7 @@ export type IommuHwInfoArmSmmuv3 = T.IommuHwInfoArmSmmuv3;
  *
  * `struct iommu_hw_info_tegra241_cmdqv` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwInfoTegra241Cmdqv: StructCodec<T.IommuHwInfoTegra241Cmdqv> =
   new StructCodec<T.IommuHwInfoTegra241Cmdqv>({
@@ -624,7 +624,7 @@ export type IommuHwInfoTegra241Cmdqv = T.IommuHwInfoTegra241Cmdqv;
  *
  * `struct iommu_hw_info_amd` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwInfoAmd: StructCodec<T.IommuHwInfoAmd> = new StructCodec<T.IommuHwInfoAmd>({
   name: 'struct iommu_hw_info_amd',
@@ -647,7 +647,7 @@ export type IommuHwInfoAmd = T.IommuHwInfoAmd;
  *
  * `struct iommu_hw_info` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwInfo: StructCodec<T.IommuHwInfo> = new StructCodec<T.IommuHwInfo>({
   name: 'struct iommu_hw_info',
@@ -715,7 +715,7 @@ export type IommuHwInfo = T.IommuHwInfo;
  *
  * `struct iommu_hwpt_set_dirty_tracking` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptSetDirtyTracking: StructCodec<T.IommuHwptSetDirtyTracking> =
   new StructCodec<T.IommuHwptSetDirtyTracking>({
@@ -747,7 +747,7 @@ export type IommuHwptSetDirtyTracking = T.IommuHwptSetDirtyTracking;
  *
  * `struct iommu_hwpt_get_dirty_bitmap` on ppc64, s390x: 48 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptGetDirtyBitmap: StructCodec<T.IommuHwptGetDirtyBitmap> =
   new StructCodec<T.IommuHwptGetDirtyBitmap>({
@@ -787,7 +787,7 @@ export type IommuHwptGetDirtyBitmap = T.IommuHwptGetDirtyBitmap;
  *
  * `struct iommu_hwpt_vtd_s1_invalidate` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptVtdS1Invalidate: StructCodec<T.IommuHwptVtdS1Invalidate> =
   new StructCodec<T.IommuHwptVtdS1Invalidate>({
@@ -818,7 +818,7 @@ export type IommuHwptVtdS1Invalidate = T.IommuHwptVtdS1Invalidate;
  *
  * `struct iommu_viommu_arm_smmuv3_invalidate` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuArmSmmuv3Invalidate: StructCodec<T.IommuViommuArmSmmuv3Invalidate> =
   new StructCodec<T.IommuViommuArmSmmuv3Invalidate>({
@@ -847,7 +847,7 @@ export type IommuViommuArmSmmuv3Invalidate = T.IommuViommuArmSmmuv3Invalidate;
  *
  * `struct iommu_hwpt_invalidate` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptInvalidate: StructCodec<T.IommuHwptInvalidate> = new StructCodec<T.IommuHwptInvalidate>({
   name: 'struct iommu_hwpt_invalidate',
@@ -884,7 +884,7 @@ export type IommuHwptInvalidate = T.IommuHwptInvalidate;
  *
  * `struct iommu_hwpt_pgfault` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptPgfault: StructCodec<T.IommuHwptPgfault> = new StructCodec<T.IommuHwptPgfault>({
   name: 'struct iommu_hwpt_pgfault',
@@ -924,7 +924,7 @@ export type IommuHwptPgfault = T.IommuHwptPgfault;
  *
  * `struct iommu_hwpt_page_response` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptPageResponse: StructCodec<T.IommuHwptPageResponse> = new StructCodec<T.IommuHwptPageResponse>({
   name: 'struct iommu_hwpt_page_response',
@@ -947,7 +947,7 @@ export type IommuHwptPageResponse = T.IommuHwptPageResponse;
  *
  * `struct iommu_fault_alloc` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuFaultAlloc: StructCodec<T.IommuFaultAlloc> = new StructCodec<T.IommuFaultAlloc>({
   name: 'struct iommu_fault_alloc',
@@ -978,7 +978,7 @@ export type IommuFaultAlloc = T.IommuFaultAlloc;
  *
  * `struct iommu_viommu_tegra241_cmdqv` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuTegra241Cmdqv: StructCodec<T.IommuViommuTegra241Cmdqv> =
   new StructCodec<T.IommuViommuTegra241Cmdqv>({
@@ -1010,7 +1010,7 @@ export type IommuViommuTegra241Cmdqv = T.IommuViommuTegra241Cmdqv;
  *
  * `struct iommu_viommu_alloc` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuAlloc: StructCodec<T.IommuViommuAlloc> = new StructCodec<T.IommuViommuAlloc>({
   name: 'struct iommu_viommu_alloc',
@@ -1071,7 +1071,7 @@ export type IommuViommuAlloc = T.IommuViommuAlloc;
  *
  * `struct iommu_vdevice_alloc` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuVdeviceAlloc: StructCodec<T.IommuVdeviceAlloc> = new StructCodec<T.IommuVdeviceAlloc>({
   name: 'struct iommu_vdevice_alloc',
@@ -1104,7 +1104,7 @@ export type IommuVdeviceAlloc = T.IommuVdeviceAlloc;
  *
  * `struct iommu_ioas_change_process` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuIoasChangeProcess: StructCodec<T.IommuIoasChangeProcess> = new StructCodec<T.IommuIoasChangeProcess>({
   name: 'struct iommu_ioas_change_process',
@@ -1128,7 +1128,7 @@ export type IommuIoasChangeProcess = T.IommuIoasChangeProcess;
  *
  * `struct iommufd_vevent_header` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommufdVeventHeader: StructCodec<T.IommufdVeventHeader> = new StructCodec<T.IommufdVeventHeader>({
   name: 'struct iommufd_vevent_header',
@@ -1151,7 +1151,7 @@ export type IommufdVeventHeader = T.IommufdVeventHeader;
  *
  * `struct iommu_vevent_arm_smmuv3` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuVeventArmSmmuv3: StructCodec<T.IommuVeventArmSmmuv3> = new StructCodec<T.IommuVeventArmSmmuv3>({
   name: 'struct iommu_vevent_arm_smmuv3',
@@ -1179,7 +1179,7 @@ export type IommuVeventArmSmmuv3 = T.IommuVeventArmSmmuv3;
  *
  * `struct iommu_vevent_tegra241_cmdqv` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuVeventTegra241Cmdqv: StructCodec<T.IommuVeventTegra241Cmdqv> =
   new StructCodec<T.IommuVeventTegra241Cmdqv>({
@@ -1209,7 +1209,7 @@ export type IommuVeventTegra241Cmdqv = T.IommuVeventTegra241Cmdqv;
  *
  * `struct iommu_veventq_alloc` on ppc64, s390x: 32 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuVeventqAlloc: StructCodec<T.IommuVeventqAlloc> = new StructCodec<T.IommuVeventqAlloc>({
   name: 'struct iommu_veventq_alloc',
@@ -1266,7 +1266,7 @@ export type IommuVeventqAlloc = T.IommuVeventqAlloc;
  *
  * `struct iommu_hw_queue_alloc` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuHwQueueAlloc: StructCodec<T.IommuHwQueueAlloc> = new StructCodec<T.IommuHwQueueAlloc>({
   name: 'struct iommu_hw_queue_alloc',
@@ -1312,7 +1312,7 @@ export type IommuHwQueueAlloc = T.IommuHwQueueAlloc;
 /**
  * `struct vfio_info_cap_header` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioInfoCapHeader: StructCodec<T.VfioInfoCapHeader> = new StructCodec<T.VfioInfoCapHeader>({
   name: 'struct vfio_info_cap_header',
@@ -1336,7 +1336,7 @@ export type VfioInfoCapHeader = T.VfioInfoCapHeader;
  *
  * `struct vfio_group_status` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioGroupStatus: StructCodec<T.VfioGroupStatus> = new StructCodec<T.VfioGroupStatus>({
   name: 'struct vfio_group_status',
@@ -1360,7 +1360,7 @@ export type VfioGroupStatus = T.VfioGroupStatus;
  *
  * `struct vfio_device_info` on ppc64, s390x: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceInfo: StructCodec<T.VfioDeviceInfo> = new StructCodec<T.VfioDeviceInfo>({
   name: 'struct vfio_device_info',
@@ -1393,7 +1393,7 @@ export type VfioDeviceInfo = T.VfioDeviceInfo;
 /**
  * `struct vfio_device_info_cap_pci_atomic_comp` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceInfoCapPciAtomicComp: StructCodec<T.VfioDeviceInfoCapPciAtomicComp> =
   new StructCodec<T.VfioDeviceInfoCapPciAtomicComp>({
@@ -1425,7 +1425,7 @@ export type VfioDeviceInfoCapPciAtomicComp = T.VfioDeviceInfoCapPciAtomicComp;
  *
  * `struct vfio_region_info` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfo: StructCodec<T.VfioRegionInfo> = new StructCodec<T.VfioRegionInfo>({
   name: 'struct vfio_region_info',
@@ -1458,7 +1458,7 @@ export type VfioRegionInfo = T.VfioRegionInfo;
 /**
  * `struct vfio_region_sparse_mmap_area` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionSparseMmapArea: StructCodec<T.VfioRegionSparseMmapArea> =
   new StructCodec<T.VfioRegionSparseMmapArea>({
@@ -1480,7 +1480,7 @@ export type VfioRegionSparseMmapArea = T.VfioRegionSparseMmapArea;
 /**
  * `struct vfio_region_info_cap_sparse_mmap` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapSparseMmap: StructCodec<T.VfioRegionInfoCapSparseMmap> =
   new StructCodec<T.VfioRegionInfoCapSparseMmap>({
@@ -1524,7 +1524,7 @@ export type VfioRegionInfoCapSparseMmap = T.VfioRegionInfoCapSparseMmap;
 /**
  * `struct vfio_region_info_cap_type` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapType: StructCodec<T.VfioRegionInfoCapType> = new StructCodec<T.VfioRegionInfoCapType>({
   name: 'struct vfio_region_info_cap_type',
@@ -1555,7 +1555,7 @@ export type VfioRegionInfoCapType = T.VfioRegionInfoCapType;
  *
  * `struct vfio_region_gfx_edid` on ppc64, s390x: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionGfxEdid: StructCodec<T.VfioRegionGfxEdid> = new StructCodec<T.VfioRegionGfxEdid>({
   name: 'struct vfio_region_gfx_edid',
@@ -1587,7 +1587,7 @@ export type VfioRegionGfxEdid = T.VfioRegionGfxEdid;
 /**
  * `struct vfio_device_migration_info` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceMigrationInfo: StructCodec<T.VfioDeviceMigrationInfo> =
   new StructCodec<T.VfioDeviceMigrationInfo>({
@@ -1618,7 +1618,7 @@ export type VfioDeviceMigrationInfo = T.VfioDeviceMigrationInfo;
 /**
  * `struct vfio_region_info_cap_nvlink2_ssatgt` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Ssatgt: StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt>({
@@ -1646,7 +1646,7 @@ export type VfioRegionInfoCapNvlink2Ssatgt = T.VfioRegionInfoCapNvlink2Ssatgt;
 /**
  * `struct vfio_region_info_cap_nvlink2_lnkspd` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Lnkspd: StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd>({
@@ -1678,7 +1678,7 @@ export type VfioRegionInfoCapNvlink2Lnkspd = T.VfioRegionInfoCapNvlink2Lnkspd;
  *
  * `struct vfio_irq_info` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqInfo: StructCodec<T.VfioIrqInfo> = new StructCodec<T.VfioIrqInfo>({
   name: 'struct vfio_irq_info',
@@ -1709,7 +1709,7 @@ export type VfioIrqInfo = T.VfioIrqInfo;
  *
  * `struct vfio_irq_set` on ppc64, s390x: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqSet: StructCodec<T.VfioIrqSet> = new StructCodec<T.VfioIrqSet>({
   name: 'struct vfio_irq_set',
@@ -1748,7 +1748,7 @@ export type VfioIrqSet = T.VfioIrqSet;
  *
  * `struct vfio_pci_dependent_device` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciDependentDevice: StructCodec<T.VfioPciDependentDevice> = new StructCodec<T.VfioPciDependentDevice>({
   name: 'struct vfio_pci_dependent_device',
@@ -1780,7 +1780,7 @@ export type VfioPciDependentDevice = T.VfioPciDependentDevice;
 /**
  * `struct vfio_pci_hot_reset_info` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotResetInfo: StructCodec<T.VfioPciHotResetInfo> = new StructCodec<T.VfioPciHotResetInfo>({
   name: 'struct vfio_pci_hot_reset_info',
@@ -1821,7 +1821,7 @@ export type VfioPciHotResetInfo = T.VfioPciHotResetInfo;
  *
  * `struct vfio_pci_hot_reset` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotReset: StructCodec<T.VfioPciHotReset> = new StructCodec<T.VfioPciHotReset>({
   name: 'struct vfio_pci_hot_reset',
@@ -1861,7 +1861,7 @@ export type VfioPciHotReset = T.VfioPciHotReset;
  *
  * `struct vfio_device_gfx_plane_info` on ppc64, s390x: 64 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceGfxPlaneInfo: StructCodec<T.VfioDeviceGfxPlaneInfo> = new StructCodec<T.VfioDeviceGfxPlaneInfo>({
   name: 'struct vfio_device_gfx_plane_info',
@@ -1953,7 +1953,7 @@ export type VfioDeviceGfxPlaneInfo = T.VfioDeviceGfxPlaneInfo;
  *
  * `struct vfio_device_ioeventfd` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceIoeventfd: StructCodec<T.VfioDeviceIoeventfd> = new StructCodec<T.VfioDeviceIoeventfd>({
   name: 'struct vfio_device_ioeventfd',
@@ -1988,7 +1988,7 @@ export type VfioDeviceIoeventfd = T.VfioDeviceIoeventfd;
  *
  * `struct vfio_device_feature` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceFeature: StructCodec<T.VfioDeviceFeature> = new StructCodec<T.VfioDeviceFeature>({
   name: 'struct vfio_device_feature',
@@ -2017,7 +2017,7 @@ export type VfioDeviceFeature = T.VfioDeviceFeature;
  *
  * `struct vfio_device_bind_iommufd` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceBindIommufd: StructCodec<T.VfioDeviceBindIommufd> = new StructCodec<T.VfioDeviceBindIommufd>({
   name: 'struct vfio_device_bind_iommufd',
@@ -2050,7 +2050,7 @@ export type VfioDeviceBindIommufd = T.VfioDeviceBindIommufd;
  *
  * `struct vfio_device_attach_iommufd_pt` on ppc64, s390x: 16 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceAttachIommufdPt: StructCodec<T.VfioDeviceAttachIommufdPt> =
   new StructCodec<T.VfioDeviceAttachIommufdPt>({
@@ -2082,7 +2082,7 @@ export type VfioDeviceAttachIommufdPt = T.VfioDeviceAttachIommufdPt;
  *
  * `struct vfio_device_detach_iommufd_pt` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceDetachIommufdPt: StructCodec<T.VfioDeviceDetachIommufdPt> =
   new StructCodec<T.VfioDeviceDetachIommufdPt>({
@@ -2106,7 +2106,7 @@ export type VfioDeviceDetachIommufdPt = T.VfioDeviceDetachIommufdPt;
 /**
  * `struct vfio_device_feature_migration` on ppc64, s390x: 8 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureMigration: StructCodec<T.VfioDeviceFeatureMigration> =
   new StructCodec<T.VfioDeviceFeatureMigration>({
@@ -2127,7 +2127,7 @@ export type VfioDeviceFeatureMigration = T.VfioDeviceFeatureMigration;
 /**
  * `struct vfio_device_feature_mig_state` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureMigState: StructCodec<T.VfioDeviceFeatureMigState> =
   new StructCodec<T.VfioDeviceFeatureMigState>({
@@ -2151,7 +2151,7 @@ export type VfioDeviceFeatureMigState = T.VfioDeviceFeatureMigState;
  *
  * `struct vfio_precopy_info` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioPrecopyInfo: StructCodec<T.VfioPrecopyInfo> = new StructCodec<T.VfioPrecopyInfo>({
   name: 'struct vfio_precopy_info',
@@ -2180,7 +2180,7 @@ export type VfioPrecopyInfo = T.VfioPrecopyInfo;
 /**
  * `struct vfio_device_low_power_entry_with_wakeup` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceLowPowerEntryWithWakeup: StructCodec<T.VfioDeviceLowPowerEntryWithWakeup> =
   new StructCodec<T.VfioDeviceLowPowerEntryWithWakeup>({
@@ -2202,7 +2202,7 @@ export type VfioDeviceLowPowerEntryWithWakeup = T.VfioDeviceLowPowerEntryWithWak
 /**
  * `struct vfio_device_feature_dma_logging_control` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingControl: StructCodec<T.VfioDeviceFeatureDmaLoggingControl> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingControl>({
@@ -2231,7 +2231,7 @@ export type VfioDeviceFeatureDmaLoggingControl = T.VfioDeviceFeatureDmaLoggingCo
 /**
  * `struct vfio_device_feature_dma_logging_range` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingRange: StructCodec<T.VfioDeviceFeatureDmaLoggingRange> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingRange>({
@@ -2253,7 +2253,7 @@ export type VfioDeviceFeatureDmaLoggingRange = T.VfioDeviceFeatureDmaLoggingRang
 /**
  * `struct vfio_device_feature_dma_logging_report` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 6.1.
+ * First in vfio-ts's Linux 6.1 headers.
  */
 export const VfioDeviceFeatureDmaLoggingReport: StructCodec<T.VfioDeviceFeatureDmaLoggingReport> =
   new StructCodec<T.VfioDeviceFeatureDmaLoggingReport>({
@@ -2282,7 +2282,7 @@ export type VfioDeviceFeatureDmaLoggingReport = T.VfioDeviceFeatureDmaLoggingRep
 /**
  * `struct vfio_device_feature_mig_data_size` on ppc64, s390x: 8 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceFeatureMigDataSize: StructCodec<T.VfioDeviceFeatureMigDataSize> =
   new StructCodec<T.VfioDeviceFeatureMigDataSize>({
@@ -2307,7 +2307,7 @@ export type VfioDeviceFeatureMigDataSize = T.VfioDeviceFeatureMigDataSize;
 /**
  * `struct vfio_device_feature_bus_master` on ppc64, s390x: 4 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const VfioDeviceFeatureBusMaster: StructCodec<T.VfioDeviceFeatureBusMaster> =
   new StructCodec<T.VfioDeviceFeatureBusMaster>({
@@ -2328,7 +2328,7 @@ export type VfioDeviceFeatureBusMaster = T.VfioDeviceFeatureBusMaster;
 /**
  * `struct vfio_region_dma_range` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const VfioRegionDmaRange: StructCodec<T.VfioRegionDmaRange> = new StructCodec<T.VfioRegionDmaRange>({
   name: 'struct vfio_region_dma_range',
@@ -2349,7 +2349,7 @@ export type VfioRegionDmaRange = T.VfioRegionDmaRange;
 /**
  * `struct vfio_device_feature_dma_buf` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const VfioDeviceFeatureDmaBuf: StructCodec<T.VfioDeviceFeatureDmaBuf> =
   new StructCodec<T.VfioDeviceFeatureDmaBuf>({
@@ -2394,7 +2394,7 @@ export type VfioDeviceFeatureDmaBuf = T.VfioDeviceFeatureDmaBuf;
  *
  * `struct vfio_iommu_type1_info` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1Info: StructCodec<T.VfioIommuType1Info> = new StructCodec<T.VfioIommuType1Info>({
   name: 'struct vfio_iommu_type1_info',
@@ -2425,7 +2425,7 @@ export type VfioIommuType1Info = T.VfioIommuType1Info;
 /**
  * `struct vfio_iova_range` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIovaRange: StructCodec<T.VfioIovaRange> = new StructCodec<T.VfioIovaRange>({
   name: 'struct vfio_iova_range',
@@ -2446,7 +2446,7 @@ export type VfioIovaRange = T.VfioIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_iova_range` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapIovaRange: StructCodec<T.VfioIommuType1InfoCapIovaRange> =
   new StructCodec<T.VfioIommuType1InfoCapIovaRange>({
@@ -2506,7 +2506,7 @@ export type VfioIommuType1InfoCapIovaRange = T.VfioIommuType1InfoCapIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_migration` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapMigration: StructCodec<T.VfioIommuType1InfoCapMigration> =
   new StructCodec<T.VfioIommuType1InfoCapMigration>({
@@ -2563,7 +2563,7 @@ export type VfioIommuType1InfoCapMigration = T.VfioIommuType1InfoCapMigration;
 /**
  * `struct vfio_iommu_type1_info_dma_avail` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoDmaAvail: StructCodec<T.VfioIommuType1InfoDmaAvail> =
   new StructCodec<T.VfioIommuType1InfoDmaAvail>({
@@ -2593,7 +2593,7 @@ export type VfioIommuType1InfoDmaAvail = T.VfioIommuType1InfoDmaAvail;
  *
  * `struct vfio_iommu_type1_dma_map` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaMap: StructCodec<T.VfioIommuType1DmaMap> = new StructCodec<T.VfioIommuType1DmaMap>({
   name: 'struct vfio_iommu_type1_dma_map',
@@ -2624,7 +2624,7 @@ export type VfioIommuType1DmaMap = T.VfioIommuType1DmaMap;
 /**
  * `struct vfio_bitmap` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioBitmap: StructCodec<T.VfioBitmap> = new StructCodec<T.VfioBitmap>({
   name: 'struct vfio_bitmap',
@@ -2652,7 +2652,7 @@ export type VfioBitmap = T.VfioBitmap;
  *
  * `struct vfio_iommu_type1_dma_unmap` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaUnmap: StructCodec<T.VfioIommuType1DmaUnmap> = new StructCodec<T.VfioIommuType1DmaUnmap>({
   name: 'struct vfio_iommu_type1_dma_unmap',
@@ -2689,7 +2689,7 @@ export type VfioIommuType1DmaUnmap = T.VfioIommuType1DmaUnmap;
  *
  * `struct vfio_iommu_type1_dirty_bitmap` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmap: StructCodec<T.VfioIommuType1DirtyBitmap> =
   new StructCodec<T.VfioIommuType1DirtyBitmap>({
@@ -2718,7 +2718,7 @@ export type VfioIommuType1DirtyBitmap = T.VfioIommuType1DirtyBitmap;
 /**
  * `struct vfio_iommu_type1_dirty_bitmap_get` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmapGet: StructCodec<T.VfioIommuType1DirtyBitmapGet> =
   new StructCodec<T.VfioIommuType1DirtyBitmapGet>({
@@ -2752,7 +2752,7 @@ export type VfioIommuType1DirtyBitmapGet = T.VfioIommuType1DirtyBitmapGet;
 /**
  * `struct vfio_iommu_spapr_tce_ddw_info` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceDdwInfo: StructCodec<T.VfioIommuSpaprTceDdwInfo> =
   new StructCodec<T.VfioIommuSpaprTceDdwInfo>({
@@ -2783,7 +2783,7 @@ export type VfioIommuSpaprTceDdwInfo = T.VfioIommuSpaprTceDdwInfo;
 /**
  * `struct vfio_iommu_spapr_tce_info` on ppc64, s390x: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceInfo: StructCodec<T.VfioIommuSpaprTceInfo> = new StructCodec<T.VfioIommuSpaprTceInfo>({
   name: 'struct vfio_iommu_spapr_tce_info',
@@ -2843,7 +2843,7 @@ export type VfioIommuSpaprTceInfo = T.VfioIommuSpaprTceInfo;
 /**
  * `struct vfio_eeh_pe_err` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeErr: StructCodec<T.VfioEehPeErr> = new StructCodec<T.VfioEehPeErr>({
   name: 'struct vfio_eeh_pe_err',
@@ -2871,7 +2871,7 @@ export type VfioEehPeErr = T.VfioEehPeErr;
 /**
  * `struct vfio_eeh_pe_op` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeOp: StructCodec<T.VfioEehPeOp> = new StructCodec<T.VfioEehPeOp>({
   name: 'struct vfio_eeh_pe_op',
@@ -2914,7 +2914,7 @@ export type VfioEehPeOp = T.VfioEehPeOp;
  *
  * `struct vfio_iommu_spapr_register_memory` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprRegisterMemory: StructCodec<T.VfioIommuSpaprRegisterMemory> =
   new StructCodec<T.VfioIommuSpaprRegisterMemory>({
@@ -2946,7 +2946,7 @@ export type VfioIommuSpaprRegisterMemory = T.VfioIommuSpaprRegisterMemory;
  *
  * `struct vfio_iommu_spapr_tce_create` on ppc64, s390x: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceCreate: StructCodec<T.VfioIommuSpaprTceCreate> =
   new StructCodec<T.VfioIommuSpaprTceCreate>({
@@ -2995,7 +2995,7 @@ export type VfioIommuSpaprTceCreate = T.VfioIommuSpaprTceCreate;
  *
  * `struct vfio_iommu_spapr_tce_remove` on ppc64, s390x: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceRemove: StructCodec<T.VfioIommuSpaprTceRemove> =
   new StructCodec<T.VfioIommuSpaprTceRemove>({
@@ -3023,7 +3023,7 @@ export type VfioIommuSpaprTceRemove = T.VfioIommuSpaprTceRemove;
 /**
  * `struct iommu_test_cmd` on ppc64, s390x: 72 bytes, aligned to 8.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuTestCmd: StructCodec<T.IommuTestCmd> = new StructCodec<T.IommuTestCmd>({
   name: 'struct iommu_test_cmd',
@@ -3425,7 +3425,7 @@ export type IommuTestCmd = T.IommuTestCmd;
 /**
  * `struct iommu_test_hw_info` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuTestHwInfo: StructCodec<T.IommuTestHwInfo> = new StructCodec<T.IommuTestHwInfo>({
   name: 'struct iommu_test_hw_info',
@@ -3446,7 +3446,7 @@ export type IommuTestHwInfo = T.IommuTestHwInfo;
 /**
  * `struct iommu_hwpt_selftest` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptSelftest: StructCodec<T.IommuHwptSelftest> = new StructCodec<T.IommuHwptSelftest>({
   name: 'struct iommu_hwpt_selftest',
@@ -3469,7 +3469,7 @@ export type IommuHwptSelftest = T.IommuHwptSelftest;
  *
  * `struct iommu_hwpt_invalidate_selftest` on ppc64, s390x: 8 bytes, aligned to 4.
  *
- * Since Linux 6.12.
+ * First in vfio-ts's Linux 6.12 headers.
  */
 export const IommuHwptInvalidateSelftest: StructCodec<T.IommuHwptInvalidateSelftest> =
   new StructCodec<T.IommuHwptInvalidateSelftest>({
@@ -3493,7 +3493,7 @@ export type IommuHwptInvalidateSelftest = T.IommuHwptInvalidateSelftest;
  *
  * `struct iommu_viommu_selftest` on ppc64, s390x: 24 bytes, aligned to 8.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuSelftest: StructCodec<T.IommuViommuSelftest> = new StructCodec<T.IommuViommuSelftest>({
   name: 'struct iommu_viommu_selftest',
@@ -3523,7 +3523,7 @@ export type IommuViommuSelftest = T.IommuViommuSelftest;
  *
  * `struct iommu_viommu_invalidate_selftest` on ppc64, s390x: 12 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuInvalidateSelftest: StructCodec<T.IommuViommuInvalidateSelftest> =
   new StructCodec<T.IommuViommuInvalidateSelftest>({
@@ -3550,7 +3550,7 @@ export type IommuViommuInvalidateSelftest = T.IommuViommuInvalidateSelftest;
 /**
  * `struct iommu_viommu_event_selftest` on ppc64, s390x: 4 bytes, aligned to 4.
  *
- * Since Linux 7.2.
+ * First in vfio-ts's Linux 7.2 headers.
  */
 export const IommuViommuEventSelftest: StructCodec<T.IommuViommuEventSelftest> =
   new StructCodec<T.IommuViommuEventSelftest>({

@@ -19,7 +19,7 @@ import type * as T from '../types.js';
 /**
  * `struct vfio_info_cap_header` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioInfoCapHeader: StructCodec<T.VfioInfoCapHeader> = new StructCodec<T.VfioInfoCapHeader>({
   name: 'struct vfio_info_cap_header',
@@ -43,7 +43,7 @@ export type VfioInfoCapHeader = T.VfioInfoCapHeader;
  *
  * `struct vfio_group_status` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioGroupStatus: StructCodec<T.VfioGroupStatus> = new StructCodec<T.VfioGroupStatus>({
   name: 'struct vfio_group_status',
@@ -67,7 +67,7 @@ export type VfioGroupStatus = T.VfioGroupStatus;
  *
  * `struct vfio_device_info` on arm: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceInfo: StructCodec<T.VfioDeviceInfo> = new StructCodec<T.VfioDeviceInfo>({
   name: 'struct vfio_device_info',
@@ -100,7 +100,7 @@ export type VfioDeviceInfo = T.VfioDeviceInfo;
  *
  * `struct vfio_region_info` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfo: StructCodec<T.VfioRegionInfo> = new StructCodec<T.VfioRegionInfo>({
   name: 'struct vfio_region_info',
@@ -133,7 +133,7 @@ export type VfioRegionInfo = T.VfioRegionInfo;
 /**
  * `struct vfio_region_sparse_mmap_area` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionSparseMmapArea: StructCodec<T.VfioRegionSparseMmapArea> =
   new StructCodec<T.VfioRegionSparseMmapArea>({
@@ -155,7 +155,7 @@ export type VfioRegionSparseMmapArea = T.VfioRegionSparseMmapArea;
 /**
  * `struct vfio_region_info_cap_sparse_mmap` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapSparseMmap: StructCodec<T.VfioRegionInfoCapSparseMmap> =
   new StructCodec<T.VfioRegionInfoCapSparseMmap>({
@@ -199,7 +199,7 @@ export type VfioRegionInfoCapSparseMmap = T.VfioRegionInfoCapSparseMmap;
 /**
  * `struct vfio_region_info_cap_type` on arm: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapType: StructCodec<T.VfioRegionInfoCapType> = new StructCodec<T.VfioRegionInfoCapType>({
   name: 'struct vfio_region_info_cap_type',
@@ -230,7 +230,7 @@ export type VfioRegionInfoCapType = T.VfioRegionInfoCapType;
  *
  * `struct vfio_region_gfx_edid` on arm: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionGfxEdid: StructCodec<T.VfioRegionGfxEdid> = new StructCodec<T.VfioRegionGfxEdid>({
   name: 'struct vfio_region_gfx_edid',
@@ -262,7 +262,7 @@ export type VfioRegionGfxEdid = T.VfioRegionGfxEdid;
 /**
  * `struct vfio_device_migration_info` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceMigrationInfo: StructCodec<T.VfioDeviceMigrationInfo> =
   new StructCodec<T.VfioDeviceMigrationInfo>({
@@ -293,7 +293,7 @@ export type VfioDeviceMigrationInfo = T.VfioDeviceMigrationInfo;
 /**
  * `struct vfio_region_info_cap_nvlink2_ssatgt` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Ssatgt: StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Ssatgt>({
@@ -321,7 +321,7 @@ export type VfioRegionInfoCapNvlink2Ssatgt = T.VfioRegionInfoCapNvlink2Ssatgt;
 /**
  * `struct vfio_region_info_cap_nvlink2_lnkspd` on arm: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioRegionInfoCapNvlink2Lnkspd: StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd> =
   new StructCodec<T.VfioRegionInfoCapNvlink2Lnkspd>({
@@ -353,7 +353,7 @@ export type VfioRegionInfoCapNvlink2Lnkspd = T.VfioRegionInfoCapNvlink2Lnkspd;
  *
  * `struct vfio_irq_info` on arm: 16 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqInfo: StructCodec<T.VfioIrqInfo> = new StructCodec<T.VfioIrqInfo>({
   name: 'struct vfio_irq_info',
@@ -384,7 +384,7 @@ export type VfioIrqInfo = T.VfioIrqInfo;
  *
  * `struct vfio_irq_set` on arm: 20 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIrqSet: StructCodec<T.VfioIrqSet> = new StructCodec<T.VfioIrqSet>({
   name: 'struct vfio_irq_set',
@@ -423,7 +423,7 @@ export type VfioIrqSet = T.VfioIrqSet;
  *
  * `struct vfio_pci_dependent_device` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciDependentDevice: StructCodec<T.VfioPciDependentDevice> = new StructCodec<T.VfioPciDependentDevice>({
   name: 'struct vfio_pci_dependent_device',
@@ -451,7 +451,7 @@ export type VfioPciDependentDevice = T.VfioPciDependentDevice;
 /**
  * `struct vfio_pci_hot_reset_info` on arm: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotResetInfo: StructCodec<T.VfioPciHotResetInfo> = new StructCodec<T.VfioPciHotResetInfo>({
   name: 'struct vfio_pci_hot_reset_info',
@@ -491,7 +491,7 @@ export type VfioPciHotResetInfo = T.VfioPciHotResetInfo;
  *
  * `struct vfio_pci_hot_reset` on arm: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioPciHotReset: StructCodec<T.VfioPciHotReset> = new StructCodec<T.VfioPciHotReset>({
   name: 'struct vfio_pci_hot_reset',
@@ -531,7 +531,7 @@ export type VfioPciHotReset = T.VfioPciHotReset;
  *
  * `struct vfio_device_gfx_plane_info` on arm: 64 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceGfxPlaneInfo: StructCodec<T.VfioDeviceGfxPlaneInfo> = new StructCodec<T.VfioDeviceGfxPlaneInfo>({
   name: 'struct vfio_device_gfx_plane_info',
@@ -619,7 +619,7 @@ export type VfioDeviceGfxPlaneInfo = T.VfioDeviceGfxPlaneInfo;
  *
  * `struct vfio_device_ioeventfd` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceIoeventfd: StructCodec<T.VfioDeviceIoeventfd> = new StructCodec<T.VfioDeviceIoeventfd>({
   name: 'struct vfio_device_ioeventfd',
@@ -653,7 +653,7 @@ export type VfioDeviceIoeventfd = T.VfioDeviceIoeventfd;
  *
  * `struct vfio_device_feature` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioDeviceFeature: StructCodec<T.VfioDeviceFeature> = new StructCodec<T.VfioDeviceFeature>({
   name: 'struct vfio_device_feature',
@@ -682,7 +682,7 @@ export type VfioDeviceFeature = T.VfioDeviceFeature;
  *
  * `struct vfio_iommu_type1_info` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1Info: StructCodec<T.VfioIommuType1Info> = new StructCodec<T.VfioIommuType1Info>({
   name: 'struct vfio_iommu_type1_info',
@@ -712,7 +712,7 @@ export type VfioIommuType1Info = T.VfioIommuType1Info;
 /**
  * `struct vfio_iova_range` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIovaRange: StructCodec<T.VfioIovaRange> = new StructCodec<T.VfioIovaRange>({
   name: 'struct vfio_iova_range',
@@ -733,7 +733,7 @@ export type VfioIovaRange = T.VfioIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_iova_range` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapIovaRange: StructCodec<T.VfioIommuType1InfoCapIovaRange> =
   new StructCodec<T.VfioIommuType1InfoCapIovaRange>({
@@ -793,7 +793,7 @@ export type VfioIommuType1InfoCapIovaRange = T.VfioIommuType1InfoCapIovaRange;
 /**
  * `struct vfio_iommu_type1_info_cap_migration` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoCapMigration: StructCodec<T.VfioIommuType1InfoCapMigration> =
   new StructCodec<T.VfioIommuType1InfoCapMigration>({
@@ -850,7 +850,7 @@ export type VfioIommuType1InfoCapMigration = T.VfioIommuType1InfoCapMigration;
 /**
  * `struct vfio_iommu_type1_info_dma_avail` on arm: 12 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1InfoDmaAvail: StructCodec<T.VfioIommuType1InfoDmaAvail> =
   new StructCodec<T.VfioIommuType1InfoDmaAvail>({
@@ -880,7 +880,7 @@ export type VfioIommuType1InfoDmaAvail = T.VfioIommuType1InfoDmaAvail;
  *
  * `struct vfio_iommu_type1_dma_map` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaMap: StructCodec<T.VfioIommuType1DmaMap> = new StructCodec<T.VfioIommuType1DmaMap>({
   name: 'struct vfio_iommu_type1_dma_map',
@@ -911,7 +911,7 @@ export type VfioIommuType1DmaMap = T.VfioIommuType1DmaMap;
 /**
  * `struct vfio_bitmap` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioBitmap: StructCodec<T.VfioBitmap> = new StructCodec<T.VfioBitmap>({
   name: 'struct vfio_bitmap',
@@ -940,7 +940,7 @@ export type VfioBitmap = T.VfioBitmap;
  *
  * `struct vfio_iommu_type1_dma_unmap` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DmaUnmap: StructCodec<T.VfioIommuType1DmaUnmap> = new StructCodec<T.VfioIommuType1DmaUnmap>({
   name: 'struct vfio_iommu_type1_dma_unmap',
@@ -977,7 +977,7 @@ export type VfioIommuType1DmaUnmap = T.VfioIommuType1DmaUnmap;
  *
  * `struct vfio_iommu_type1_dirty_bitmap` on arm: 8 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmap: StructCodec<T.VfioIommuType1DirtyBitmap> =
   new StructCodec<T.VfioIommuType1DirtyBitmap>({
@@ -1006,7 +1006,7 @@ export type VfioIommuType1DirtyBitmap = T.VfioIommuType1DirtyBitmap;
 /**
  * `struct vfio_iommu_type1_dirty_bitmap_get` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuType1DirtyBitmapGet: StructCodec<T.VfioIommuType1DirtyBitmapGet> =
   new StructCodec<T.VfioIommuType1DirtyBitmapGet>({
@@ -1041,7 +1041,7 @@ export type VfioIommuType1DirtyBitmapGet = T.VfioIommuType1DirtyBitmapGet;
 /**
  * `struct vfio_iommu_spapr_tce_ddw_info` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceDdwInfo: StructCodec<T.VfioIommuSpaprTceDdwInfo> =
   new StructCodec<T.VfioIommuSpaprTceDdwInfo>({
@@ -1072,7 +1072,7 @@ export type VfioIommuSpaprTceDdwInfo = T.VfioIommuSpaprTceDdwInfo;
 /**
  * `struct vfio_iommu_spapr_tce_info` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceInfo: StructCodec<T.VfioIommuSpaprTceInfo> = new StructCodec<T.VfioIommuSpaprTceInfo>({
   name: 'struct vfio_iommu_spapr_tce_info',
@@ -1132,7 +1132,7 @@ export type VfioIommuSpaprTceInfo = T.VfioIommuSpaprTceInfo;
 /**
  * `struct vfio_eeh_pe_err` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeErr: StructCodec<T.VfioEehPeErr> = new StructCodec<T.VfioEehPeErr>({
   name: 'struct vfio_eeh_pe_err',
@@ -1160,7 +1160,7 @@ export type VfioEehPeErr = T.VfioEehPeErr;
 /**
  * `struct vfio_eeh_pe_op` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioEehPeOp: StructCodec<T.VfioEehPeOp> = new StructCodec<T.VfioEehPeOp>({
   name: 'struct vfio_eeh_pe_op',
@@ -1203,7 +1203,7 @@ export type VfioEehPeOp = T.VfioEehPeOp;
  *
  * `struct vfio_iommu_spapr_register_memory` on arm: 24 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprRegisterMemory: StructCodec<T.VfioIommuSpaprRegisterMemory> =
   new StructCodec<T.VfioIommuSpaprRegisterMemory>({
@@ -1235,7 +1235,7 @@ export type VfioIommuSpaprRegisterMemory = T.VfioIommuSpaprRegisterMemory;
  *
  * `struct vfio_iommu_spapr_tce_create` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceCreate: StructCodec<T.VfioIommuSpaprTceCreate> =
   new StructCodec<T.VfioIommuSpaprTceCreate>({
@@ -1284,7 +1284,7 @@ export type VfioIommuSpaprTceCreate = T.VfioIommuSpaprTceCreate;
  *
  * `struct vfio_iommu_spapr_tce_remove` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const VfioIommuSpaprTceRemove: StructCodec<T.VfioIommuSpaprTceRemove> =
   new StructCodec<T.VfioIommuSpaprTceRemove>({
@@ -1314,7 +1314,7 @@ export type VfioIommuSpaprTceRemove = T.VfioIommuSpaprTceRemove;
  *
  * `struct iommu_fault_unrecoverable` on arm: 32 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFaultUnrecoverable: StructCodec<T.IommuFaultUnrecoverable> =
   new StructCodec<T.IommuFaultUnrecoverable>({
@@ -1349,7 +1349,7 @@ export type IommuFaultUnrecoverable = T.IommuFaultUnrecoverable;
  *
  * `struct iommu_fault_page_request` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFaultPageRequest: StructCodec<T.IommuFaultPageRequest> = new StructCodec<T.IommuFaultPageRequest>({
   name: 'struct iommu_fault_page_request',
@@ -1389,7 +1389,7 @@ export type IommuFaultPageRequest = T.IommuFaultPageRequest;
  *
  * `struct iommu_fault` on arm: 64 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuFault: StructCodec<T.IommuFault> = new StructCodec<T.IommuFault>({
   name: 'struct iommu_fault',
@@ -1496,7 +1496,7 @@ export type IommuFault = T.IommuFault;
  *
  * `struct iommu_page_response` on arm: 24 bytes, aligned to 4.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuPageResponse: StructCodec<T.IommuPageResponse> = new StructCodec<T.IommuPageResponse>({
   name: 'struct iommu_page_response',
@@ -1531,7 +1531,7 @@ export type IommuPageResponse = T.IommuPageResponse;
  *
  * `struct iommu_inv_addr_info` on arm: 40 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuInvAddrInfo: StructCodec<T.IommuInvAddrInfo> = new StructCodec<T.IommuInvAddrInfo>({
   name: 'struct iommu_inv_addr_info',
@@ -1565,7 +1565,7 @@ export type IommuInvAddrInfo = T.IommuInvAddrInfo;
  *
  * `struct iommu_inv_pasid_info` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuInvPasidInfo: StructCodec<T.IommuInvPasidInfo> = new StructCodec<T.IommuInvPasidInfo>({
   name: 'struct iommu_inv_pasid_info',
@@ -1589,7 +1589,7 @@ export type IommuInvPasidInfo = T.IommuInvPasidInfo;
  *
  * `struct iommu_cache_invalidate_info` on arm: 56 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuCacheInvalidateInfo: StructCodec<T.IommuCacheInvalidateInfo> =
   new StructCodec<T.IommuCacheInvalidateInfo>({
@@ -1699,7 +1699,7 @@ export type IommuCacheInvalidateInfo = T.IommuCacheInvalidateInfo;
  *
  * `struct iommu_gpasid_bind_data_vtd` on arm: 16 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuGpasidBindDataVtd: StructCodec<T.IommuGpasidBindDataVtd> = new StructCodec<T.IommuGpasidBindDataVtd>({
   name: 'struct iommu_gpasid_bind_data_vtd',
@@ -1723,7 +1723,7 @@ export type IommuGpasidBindDataVtd = T.IommuGpasidBindDataVtd;
  *
  * `struct iommu_gpasid_bind_data` on arm: 72 bytes, aligned to 8.
  *
- * Since Linux 5.10.
+ * First in vfio-ts's Linux 5.10 headers.
  */
 export const IommuGpasidBindData: StructCodec<T.IommuGpasidBindData> = new StructCodec<T.IommuGpasidBindData>({
   name: 'struct iommu_gpasid_bind_data',
