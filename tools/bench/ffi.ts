@@ -92,6 +92,7 @@ export function ffiSuite({ rounds = 25 } = {}): { rows: BenchResult[]; targets: 
   const dir = mkdtempSync(join(tmpdir(), 'vfio-ts-bench-ffi-'));
   const port = new LinuxKernel();
   const [r, w] = port.pipe();
+  const mem = port.alloc(4096);
   try {
     const { program, library } = buildC(dir);
     port.write(w, new TextEncoder().encode('hello'));
@@ -102,6 +103,8 @@ export function ffiSuite({ rounds = 25 } = {}): { rows: BenchResult[]; targets: 
     const abs = libc.func('int abs(int)');
     const loop = koffi.load(library).func('int fionread_loop(int fd, int n)');
     const arg = new Uint8Array(4);
+    const memAddress = Number(mem.address);
+    const memView = new DataView(mem.bytes.buffer, mem.bytes.byteOffset, 4);
     const view = new DataView(arg.buffer);
 
     // The C loop runs interleaved with the JS rounds' timing style: median of batches.
@@ -119,6 +122,14 @@ export function ffiSuite({ rounds = 25 } = {}): { rows: BenchResult[]; targets: 
           fn: () => {
             port.ioctl(r, FIONREAD, arg);
             consume(view.getInt32(0, true));
+          },
+        },
+        {
+          // The argument in alloc() memory, passed by its address (no Uint8Array for koffi to pin).
+          name: 'kernel-ffi port.ioctl, address',
+          fn: () => {
+            port.ioctl(r, FIONREAD, memAddress);
+            consume(memView.getInt32(0, true));
           },
         },
         {
@@ -142,7 +153,8 @@ export function ffiSuite({ rounds = 25 } = {}): { rows: BenchResult[]; targets: 
     );
     for (const row of js) if (row.name === IN_PROCESS) row.nsPerOp /= IN_PROCESS_N;
     runC();
-    if (view.getInt32(0, true) !== 5) throw new Error(`FIONREAD returned ${view.getInt32(0, true)}, expected 5`);
+    for (const v of [view, memView])
+      if (v.getInt32(0, true) !== 5) throw new Error(`FIONREAD returned ${v.getInt32(0, true)}, expected 5`);
     const c = cRuns.sort((a, b) => a - b)[0];
     const rows: BenchResult[] = [{ name: C_LOOP, nsPerOp: c }, ...js];
     const ffi = js[0].nsPerOp;
@@ -154,6 +166,7 @@ export function ffiSuite({ rounds = 25 } = {}): { rows: BenchResult[]; targets: 
   } finally {
     port.close(r);
     port.close(w);
+    port.free(mem);
     rmSync(dir, { recursive: true, force: true });
   }
 }
