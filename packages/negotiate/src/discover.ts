@@ -646,7 +646,9 @@ export function chooseBackend(r: ProbeReport): void {
         : !r.nodes.cdevs.length
           ? 'no /dev/vfio/devices/*: the kernel has no VFIO device cdev (CONFIG_VFIO_DEVICE_CDEV) or no device is bound to vfio-pci'
           : !bound
-            ? `no cdev could be bound to iommufd (${r.devices.flatMap((d) => d.refused).join('; ')})`
+            ? r.devices.length === 0
+              ? 'no cdev was bound to iommufd: a shallow probe binds no device'
+              : `no cdev could be bound to iommufd (${r.devices.flatMap((d) => d.refused).join('; ')})`
             : `${r.nodes.cdevs.length} device(s) bound to iommufd through their cdev`,
     ],
     [

@@ -200,6 +200,19 @@ describe('backend choice for every simulator personality', () => {
     );
   });
 
+  it('a shallow probe says it bound no device instead of listing an empty refusal', async () => {
+    const r = await probe(new SimKernel({ version: '7.2', devices: [{ model: 'edu' }] }), {
+      simulated: true,
+      shallow: true,
+    });
+    expect(r.devices).toEqual([]);
+    expect(r.reasons.find((x) => x.backend === 'iommufd-cdev')).toEqual({
+      backend: 'iommufd-cdev',
+      available: false,
+      why: 'no cdev was bound to iommufd: a shallow probe binds no device',
+    });
+  });
+
   it('a group another process holds (vfio_group_fops_open: EBUSY) is reported as a refusal, not thrown', async () => {
     const sim = new SimKernel({ version: '6.1', devices: [{ model: 'edu' }] });
     const held = sim.open(sim.devices()[0].groupPath);
