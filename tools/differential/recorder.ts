@@ -196,14 +196,11 @@ export class Ctx {
       step.in = `value:${this.symbolOf(BigInt.asUintN(64, v)) !== undefined ? this.sym(BigInt.asUintN(64, v)) : String(arg)}`;
     }
     let ret = -1;
-    try {
+    this.attempt(step, () => {
       ret = this.port.ioctl(fd, request, arg);
       step.ret = ret;
       if (d && RETURNS_FD.has(d.name) && ret >= 0) step.ret = `fd:${this.register(ret, RETURNS_FD.get(d.name)!)}`;
-    } catch (e) {
-      if (!(e instanceof ErrnoError)) throw e;
-      step.errno = e.code;
-    }
+    });
     if (arg instanceof Uint8Array) {
       if (step.errno === undefined)
         for (const f of fdFields)
@@ -288,6 +285,16 @@ export class Ctx {
 
   // ---- calls --------------------------------------------------------------------------------
 
+  /** Runs the call of `step`; a failure with an errno is recorded in the step, anything else propagates. */
+  private attempt(step: Omit<Step, 'i'>, call: () => void): void {
+    try {
+      call();
+    } catch (e) {
+      if (!(e instanceof ErrnoError)) throw e;
+      step.errno = e.code;
+    }
+  }
+
   /** open(2); returns the descriptor, or -1 (the errno is recorded). */
   open(role: string, path: string, flags?: number, label?: string): number {
     const step: Omit<Step, 'i'> = {
@@ -297,13 +304,10 @@ export class Ctx {
       in: this.normPath(path),
     };
     let fd = -1;
-    try {
+    this.attempt(step, () => {
       fd = this.port.open(path, flags);
       step.ret = `fd:${this.register(fd, role)}`;
-    } catch (e) {
-      if (!(e instanceof ErrnoError)) throw e;
-      step.errno = e.code;
-    }
+    });
     this.push(step);
     return fd;
   }
@@ -316,14 +320,11 @@ export class Ctx {
       call: 'close',
       fd: this.role(fd),
     };
-    try {
+    this.attempt(step, () => {
       this.port.close(fd);
       step.ret = 0;
       this.forget(fd);
-    } catch (e) {
-      if (!(e instanceof ErrnoError)) throw e;
-      step.errno = e.code;
-    }
+    });
     this.push(step);
   }
 
@@ -407,15 +408,12 @@ export class Ctx {
       in: `len:${length}`,
     };
     let out: Uint8Array | undefined;
-    try {
+    this.attempt(step, () => {
       const n = this.port.read(fd, buf);
       step.ret = n;
       out = buf.subarray(0, n);
       step.out = this.normBytes(out);
-    } catch (e) {
-      if (!(e instanceof ErrnoError)) throw e;
-      step.errno = e.code;
-    }
+    });
     this.push(step);
     return out;
   }
@@ -430,13 +428,10 @@ export class Ctx {
       in: this.normBytes(bytes),
     };
     let n = -1;
-    try {
+    this.attempt(step, () => {
       n = this.port.write(fd, bytes);
       step.ret = n;
-    } catch (e) {
-      if (!(e instanceof ErrnoError)) throw e;
-      step.errno = e.code;
-    }
+    });
     this.push(step);
     return n;
   }
@@ -452,15 +447,12 @@ export class Ctx {
       in: `len:${length}@0x${offset.toString(16)}`,
     };
     let out: Uint8Array | undefined;
-    try {
+    this.attempt(step, () => {
       const n = this.port.pread(fd, buf, offset);
       step.ret = n;
       out = buf.subarray(0, n);
       step.out = hex(out);
-    } catch (e) {
-      if (!(e instanceof ErrnoError)) throw e;
-      step.errno = e.code;
-    }
+    });
     this.push(step);
     return out;
   }
@@ -475,13 +467,10 @@ export class Ctx {
       in: `${hex(bytes)}@0x${offset.toString(16)}`,
     };
     let n = -1;
-    try {
+    this.attempt(step, () => {
       n = this.port.pwrite(fd, bytes, offset);
       step.ret = n;
-    } catch (e) {
-      if (!(e instanceof ErrnoError)) throw e;
-      step.errno = e.code;
-    }
+    });
     this.push(step);
     return n;
   }
